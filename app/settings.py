@@ -1,0 +1,75 @@
+"""One typed settings object for every entry point: defaults < `.env` / environment < CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_EMBEDDING = "bundled:all-minilm-l6-v2"
+BUNDLED_LLM = "bundled:smollm2-135m-instruct"
+
+# Every variable that could make a library reach the network by itself.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+TELEMETRY_ENV = {
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "ORT_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",  # chromadb
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+class Settings(BaseSettings):
+    """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
+
+    model_config = SettingsConfigDict(env_prefix="ASKDOCS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the store, caches and adapters live.")
+    offline: bool = Field(True, description="Forbid model hub downloads (set false to use HF ids).")
+
+    embedding_model: str = Field(BUNDLED_EMBEDDING, description="Sentence-transformers model: id or path.")
+    embedding_batch_size: int = Field(32, gt=0)
+    # Counted in tokens of the embedding model: all-MiniLM-L6-v2 silently truncates past 256
+    # word pieces, so a chunk must stay well inside that window to be embedded whole.
+    chunk_size: int = Field(200, gt=8, description="Chunk size in embedding-model tokens.")
+    chunk_overlap: int = Field(40, ge=0, description="Overlap between chunks in tokens.")
+    max_file_mb: float = Field(25.0, gt=0, description="Larger files are reported, not ingested.")
+
+    store_dir: Path | None = Field(None, description="Chroma directory (default: DATA_DIR/chroma).")
+    collection: str = Field("docs", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
+
+    llm_base: str = Field(BUNDLED_LLM, description="Base LLM: HF id or path.")
+    adapter: str | None = Field(None, description="LoRA adapter name under DATA_DIR/adapters, or a path.")
+    top_k: int = Field(4, gt=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.store_dir or self.data_dir / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with CLI overrides on top; `None` means "flag not given"."""
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    apply_environment(settings)
+    return settings
+
+
+def apply_environment(settings: Settings) -> None:
+    """Telemetry always off; hub access off unless the user allowed it. Must run before HF imports."""
+    for key, value in TELEMETRY_ENV.items():
+        os.environ.setdefault(key, value)
+    if settings.offline:
+        os.environ.update(OFFLINE_ENV)

@@ -1,0 +1,119 @@
+"""The Chroma store: one collection per document set, stamped with how its vectors were made.
+
+Opening a collection with another embedding model or chunking than it was built with is an
+error, never a silent mix of vector spaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    import chromadb
+    from langchain_chroma import Chroma
+
+CHUNKER_VERSION = 1  # bump when chunk boundaries change for the same settings
+META_PREFIX = "askdocs_"
+PAGE = 5000  # rows per Chroma get/delete call, well under SQLite's variable limit
+
+
+class StoreError(RuntimeError):
+    """The collection is missing or was built with other settings than the ones asked for."""
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """What makes vectors and chunks comparable; recorded in the collection's metadata."""
+
+    embedding_model: str
+    chunk_size: int
+    chunk_overlap: int
+    chunker_version: int = CHUNKER_VERSION
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IndexSpec:
+        return cls(settings.embedding_model, settings.chunk_size, settings.chunk_overlap)
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {META_PREFIX + key: value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any] | None) -> IndexSpec | None:
+        fields = {k.removeprefix(META_PREFIX): v for k, v in (metadata or {}).items() if k.startswith(META_PREFIX)}
+        return cls(**fields) if fields else None
+
+
+def client(settings: Settings) -> chromadb.ClientAPI:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(
+        path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+
+
+def open_collection(chroma: chromadb.ClientAPI, name: str, spec: IndexSpec) -> chromadb.Collection:
+    """Get or create `name`; refuse it if it was built with another spec."""
+    collection = chroma.get_or_create_collection(
+        name,
+        embedding_function=None,  # never chromadb's default: it downloads a model
+        metadata=spec.as_metadata(),
+        configuration={"hnsw": {"space": "cosine"}},
+    )
+    check_spec(collection, spec)
+    return collection
+
+
+def check_spec(collection: chromadb.Collection, spec: IndexSpec) -> None:
+    stored = IndexSpec.from_metadata(collection.metadata)
+    if stored is not None and stored != spec:
+        raise StoreError(
+            f"collection '{collection.name}' was built with {describe(stored)}, but the settings ask for "
+            f"{describe(spec)}; re-run ingestion with --rebuild (re-embeds everything) or use another --collection"
+        )
+
+
+def describe(spec: IndexSpec) -> str:
+    return f"embedding model {spec.embedding_model!r}, chunks {spec.chunk_size}/{spec.chunk_overlap} tokens"
+
+
+def has_collection(settings: Settings, name: str) -> bool:
+    if not settings.chroma_dir.exists():
+        return False
+    return name in {c.name for c in client(settings).list_collections()}
+
+
+def iter_metadatas(collection: chromadb.Collection) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every (id, metadata) pair, page by page."""
+    for offset in range(0, collection.count(), PAGE):
+        batch = collection.get(include=["metadatas"], limit=PAGE, offset=offset)
+        yield from zip(batch["ids"], batch["metadatas"] or [], strict=True)
+
+
+def delete_ids(collection: chromadb.Collection, ids: list[str]) -> None:
+    for start in range(0, len(ids), PAGE):
+        collection.delete(ids=ids[start : start + PAGE])
+
+
+def vectorstore(settings: Settings, collection: str | None = None) -> Chroma:
+    """The LangChain view of an existing collection, for retrieval."""
+    from langchain_chroma import Chroma
+
+    from app.models import langchain_embeddings
+
+    name = collection or settings.collection
+    if not has_collection(settings, name):
+        raise StoreError(f"no collection '{name}' in {settings.chroma_dir}: run `python -m ingestion DIR` first")
+    chroma = client(settings)
+    check_spec(chroma.get_collection(name, embedding_function=None), IndexSpec.from_settings(settings))
+    return Chroma(
+        client=chroma,
+        collection_name=name,
+        embedding_function=langchain_embeddings(settings),
+        create_collection_if_not_exists=False,
+    )

@@ -1,0 +1,72 @@
+"""Split Documents into overlapping chunks measured in tokens of the embedding model.
+
+Structure first (markdown headings, paragraphs, lines, sentences), then size, using LangChain's
+recursive splitter with the embedding tokenizer as its length function.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
+
+HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ #\t]*$", re.MULTILINE)
+
+
+def make_splitter(tokenizer: Any, chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        tokenizer,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        separators=RecursiveCharacterTextSplitter.get_separators_for_language(Language.MARKDOWN),
+        is_separator_regex=True,
+    )
+
+
+def split(docs: list[Document], splitter: RecursiveCharacterTextSplitter) -> list[Document]:
+    """Chunks of every Document, each tagged with the heading path in force where it starts."""
+    chunks = []
+    for doc in docs:
+        headings = heading_index(doc.page_content)
+        for start, text in located(doc.page_content, splitter.split_text(doc.page_content)):
+            metadata = dict(doc.metadata)
+            section = section_at(headings, start)
+            if section and "section" not in metadata:
+                metadata["section"] = section
+            chunks.append(Document(text, metadata=metadata))
+    return chunks
+
+
+def located(text: str, pieces: list[str]) -> list[tuple[int, str]]:
+    """Each piece with its offset in `text`.
+
+    LangChain's own `add_start_index` assumes the overlap is counted in characters, so with a
+    token length function it loses track; chunks come in order, so search forward instead.
+    """
+    result, start = [], -1
+    for piece in pieces:
+        found = text.find(piece, start + 1)
+        start = found if found >= 0 else max(start, 0)
+        result.append((start, piece))
+    return result
+
+
+def heading_index(text: str) -> list[tuple[int, int, str]]:
+    """(offset, level, title) of every markdown heading, in order."""
+    return [(m.start(), len(m.group(1)), m.group(2).strip()) for m in HEADING.finditer(text)]
+
+
+def section_at(headings: list[tuple[int, int, str]], offset: int) -> str:
+    """The 'H1 > H2 > H3' path of the headings above `offset` (a chunk starting on a heading takes it)."""
+    path: list[tuple[int, str]] = []
+    for _, level, title in headings[: bisect.bisect_right(headings, (offset, 7, ""))]:
+        path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, title)]
+    return " > ".join(title for _, title in path)
+
+
+def first_heading(docs: list[Document]) -> str:
+    match = HEADING.search(docs[0].page_content)
+    return match.group(2).strip() if match else ""

@@ -1,0 +1,145 @@
+"""Turn one file into LangChain Documents, keeping titles, headings (as markdown) and pages.
+
+Every failure becomes a `LoadError` with a one-line reason; nothing here crashes a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from langchain_core.documents import Document
+
+HEADING_STYLE = re.compile(r"^Heading (\d)$")
+BOM_ENCODINGS = {b"\xef\xbb\xbf": "utf-8-sig", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
+BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg"]
+
+
+class LoadError(Exception):
+    """A file could not be turned into text; the message is the one-line reason."""
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), UTF-16 by BOM, else the encoding charset-normalizer finds."""
+    for bom, encoding in BOM_ENCODINGS.items():
+        if data.startswith(bom):
+            return data.decode(encoding)
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary content, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise LoadError("unknown text encoding")
+    return str(best)
+
+
+def load_text(path: Path) -> list[Document]:
+    return [Document(decode_text(path.read_bytes()))]
+
+
+def load_html(path: Path) -> list[Document]:
+    """The page's main content as markdown: navigation, scripts and styles dropped."""
+    from bs4 import BeautifulSoup
+    from markdownify import markdownify
+
+    soup = BeautifulSoup(decode_text(path.read_bytes()), "lxml")
+    title = soup.title.get_text(strip=True) if soup.title else ""
+    for tag in soup(BOILERPLATE_TAGS):
+        tag.decompose()
+    main = soup.find("main") or soup.find("article") or soup.body or soup
+    text = markdownify(str(main), heading_style="ATX", strip=["a", "img"])
+    return [Document(re.sub(r"\n{3,}", "\n\n", text).strip(), metadata={"title": title} if title else {})]
+
+
+def load_pdf(path: Path) -> list[Document]:
+    """One Document per page, pages numbered from 1 as a reader counts them."""
+    from langchain_community.document_loaders import PyPDFLoader
+
+    pages = PyPDFLoader(str(path), mode="page").load()
+    return [Document(page.page_content, metadata={"page": page.metadata["page"] + 1}) for page in pages]
+
+
+def load_docx(path: Path) -> list[Document]:
+    """Paragraphs and tables in document order; Word heading styles become markdown headings."""
+    import docx
+    from docx.table import Table
+
+    document = docx.Document(str(path))
+    lines = []
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            lines.append("\n".join(" | ".join(cell.text.strip() for cell in row.cells) for row in block.rows))
+            continue
+        level = HEADING_STYLE.match(block.style.name if block.style is not None else "")
+        lines.append(f"{'#' * int(level.group(1))} {block.text}" if level else block.text)
+    title = document.core_properties.title
+    return [Document("\n\n".join(line for line in lines if line.strip()), metadata={"title": title} if title else {})]
+
+
+def load_csv(path: Path) -> list[Document]:
+    """One Document per row, each value next to its column header (as LangChain's CSVLoader writes it)."""
+    rows = csv.DictReader(io.StringIO(decode_text(path.read_bytes()), newline=""))
+    return [
+        Document(
+            "\n".join(f"{(key or '').strip()}: {(value or '').strip()}" for key, value in row.items()),
+            metadata={"section": f"row {number}"},
+        )
+        for number, row in enumerate(rows, start=1)
+    ]
+
+
+def load_pptx(path: Path) -> list[Document]:
+    """One Document per slide, slide number as the page."""
+    from pptx import Presentation
+
+    slides = []
+    for number, slide in enumerate(Presentation(str(path)).slides, start=1):
+        texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame]
+        slides.append(Document("\n\n".join(texts), metadata={"page": number}))
+    return slides
+
+
+LOADERS: dict[str, Callable[[Path], list[Document]]] = {
+    ".md": load_text,
+    ".markdown": load_text,
+    ".txt": load_text,
+    ".rst": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+    ".csv": load_csv,
+    ".pptx": load_pptx,
+}
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in LOADERS
+
+
+def load(path: Path) -> list[Document]:
+    """Non-empty Documents of `path`, or LoadError with a one-line reason."""
+    try:
+        docs = LOADERS[path.suffix.lower()](path)
+    except LoadError:
+        raise
+    except PermissionError:
+        raise LoadError("permission denied") from None
+    except Exception as exc:  # a corrupt file may raise anything from deep inside a parser
+        raise LoadError(f"cannot parse {path.suffix.lower()[1:]}: {type(exc).__name__}: {one_line(exc)}") from exc
+    docs = [doc for doc in docs if doc.page_content.strip()]
+    if not docs:
+        raise LoadError("no extractable text (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else "no text")
+    return docs
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or "no details"

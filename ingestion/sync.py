@@ -1,0 +1,269 @@
+"""Incremental ingestion: make a collection hold exactly the chunks of the files in a folder.
+
+The store is its own manifest: every chunk carries its file's path and content hash, and the
+number of chunks that file has. A file is unchanged when a complete set of chunks with its
+hash is stored under its path; a known hash under a new path is a rename or copy, whose
+vectors are copied instead of re-embedded. New chunks are written before stale ones are
+deleted and chunk ids are deterministic, so a run killed anywhere is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from app import store
+from app.settings import Settings
+from ingestion import chunking, loaders
+from ingestion.report import FileResult, Report
+
+if TYPE_CHECKING:
+    import chromadb
+    from langchain_core.documents import Document
+
+FLUSH_CHUNKS = 512  # chunks embedded and written per step: bounds memory, keeps progress moving
+
+
+@dataclass
+class SourceFile:
+    path: Path
+    source: str  # POSIX path relative to the ingested folder: the chunk's citation
+    file_hash: str = ""
+    error: str = ""
+
+
+@dataclass
+class Group:
+    """The stored chunks of one version (hash) of one file."""
+
+    source: str
+    file_hash: str
+    chunk_count: int
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.ids) == self.chunk_count
+
+
+@dataclass
+class Chunk:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+def scan(root: Path, max_bytes: int) -> tuple[list[SourceFile], list[str]]:
+    """Supported files under `root` (hashed, or with the reason they can't be) and skipped ones."""
+    files, skipped = [], []
+    for path in walk(root):
+        source = path.relative_to(root).as_posix()
+        if loaders.is_supported(path):
+            files.append(hashed(SourceFile(path, source), max_bytes))
+        else:
+            skipped.append(source)
+    return files, skipped
+
+
+def walk(root: Path) -> Iterator[Path]:
+    """Files under root in a stable order; hidden entries skipped, symlinked folders not followed."""
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(folder) / name for name in sorted(names) if not name.startswith("."))
+
+
+def hashed(file: SourceFile, max_bytes: int) -> SourceFile:
+    try:
+        size = file.path.stat().st_size
+        if size == 0:
+            file.error = "empty file"
+        elif size > max_bytes:
+            file.error = f"too large: {size / 2**20:.1f} MB > {max_bytes / 2**20:.0f} MB (raise ASKDOCS_MAX_FILE_MB)"
+        else:
+            with file.path.open("rb") as handle:
+                file.file_hash = hashlib.file_digest(handle, "sha256").hexdigest()
+    except PermissionError:
+        file.error = "permission denied"
+    except OSError as exc:
+        file.error = f"cannot read: {exc.strerror or loaders.one_line(exc)}"
+    return file
+
+
+def stored_groups(collection: chromadb.Collection) -> dict[tuple[str, str], Group]:
+    groups: dict[tuple[str, str], Group] = {}
+    for chunk_id, meta in store.iter_metadatas(collection):
+        key = (str(meta["source"]), str(meta["file_hash"]))
+        group = groups.setdefault(key, Group(*key, chunk_count=int(meta["chunk_count"])))
+        group.ids.append(chunk_id)
+    return groups
+
+
+def chunk_ids(source: str, file_hash: str, count: int) -> list[str]:
+    stem = hashlib.sha256(f"{source}\n{file_hash}".encode()).hexdigest()[:24]
+    return [f"{stem}-{index}" for index in range(count)]
+
+
+class Ingestor:
+    """One run over one folder into one collection."""
+
+    def __init__(self, settings: Settings, collection: chromadb.Collection | None, *, dry_run: bool = False):
+        self.settings = settings
+        self.collection = collection
+        self.dry_run = dry_run
+        self.report = Report()
+        self.to_copy: list[tuple[SourceFile, Group, FileResult]] = []
+        self.to_embed: list[tuple[SourceFile, FileResult]] = []
+
+    @cached_property
+    def embedder(self) -> Any:
+        from app.models import load_embedder
+
+        return load_embedder(self.settings)
+
+    @cached_property
+    def splitter(self) -> Any:
+        return chunking.make_splitter(self.embedder.tokenizer, self.settings.chunk_size, self.settings.chunk_overlap)
+
+    def run(self, root: Path) -> Report:
+        files, self.report.skipped = scan(root, int(self.settings.max_file_mb * 2**20))
+        groups = stored_groups(self.collection) if self.collection is not None else {}
+        keep = self.plan(files, groups)
+        if not self.dry_run:
+            self.write(groups, keep)
+        return self.report
+
+    def plan(self, files: list[SourceFile], groups: dict[tuple[str, str], Group]) -> set[tuple[str, str]]:
+        """Decide each file's fate; return the (source, hash) groups the store must end with."""
+        by_source: dict[str, list[Group]] = defaultdict(list)
+        for group in groups.values():
+            by_source[group.source].append(group)
+        complete = {g.file_hash: g for g in groups.values() if g.complete}
+        current = {f.source: f.file_hash for f in files}
+        keep: set[tuple[str, str]] = set()
+        for file in files:
+            old = by_source.get(file.source, [])
+            if file.error:
+                self.report.add(FileResult(file.source, "failed", file.error + kept_note(old)))
+                keep |= {(g.source, g.file_hash) for g in old}
+                continue
+            key = (file.source, file.file_hash)
+            keep.add(key)
+            if key in groups and groups[key].complete:
+                self.report.add(FileResult(file.source, "unchanged", chunks=groups[key].chunk_count))
+                continue
+            result = FileResult(file.source, "changed" if any(g.file_hash != file.file_hash for g in old) else "added")
+            twin = complete.get(file.file_hash)
+            if twin is None:
+                self.to_embed.append((file, result))
+                continue
+            if result.status == "added" and current.get(twin.source) != twin.file_hash:
+                result.status, result.detail = "renamed", f"from {twin.source}"
+            self.to_copy.append((file, twin, result))
+        for source in sorted(set(by_source) - set(current)):
+            self.report.add(FileResult(source, "removed", chunks=sum(len(g.ids) for g in by_source[source])))
+        for _, result in self.to_embed:
+            self.report.add(result)
+        for _, _, result in self.to_copy:
+            self.report.add(result)
+        return keep
+
+    def write(self, groups: dict[tuple[str, str], Group], keep: set[tuple[str, str]]) -> None:
+        assert self.collection is not None
+        for file, twin, result in self.to_copy:
+            self.copy_group(file, twin, result)
+        stored = {i for group in groups.values() for i in group.ids}
+        pending = [chunk for chunk in self.read_all(groups, keep) if chunk.id not in stored]  # resume a cut run
+        self.embed_and_store(pending)
+        stale = [i for key, group in groups.items() if key not in keep for i in group.ids]
+        store.delete_ids(self.collection, stale)
+        self.report.chunks_deleted = len(stale)
+
+    def copy_group(self, file: SourceFile, twin: Group, result: FileResult) -> None:
+        """Store a renamed or copied file under its new path with the vectors it already has."""
+        assert self.collection is not None
+        old = self.collection.get(ids=twin.ids, include=["documents", "metadatas", "embeddings"])
+        order = sorted(range(len(old["ids"])), key=lambda i: int(old["metadatas"][i]["chunk_index"]))
+        metadatas = [{**old["metadatas"][i], "source": file.source} for i in order]
+        self.collection.upsert(
+            ids=chunk_ids(file.source, file.file_hash, twin.chunk_count),
+            embeddings=[old["embeddings"][i] for i in order],
+            documents=[old["documents"][i] for i in order],
+            metadatas=metadatas,
+        )
+        result.chunks = twin.chunk_count
+        self.report.chunks_reused += twin.chunk_count
+
+    def read_all(self, groups: dict[tuple[str, str], Group], keep: set[tuple[str, str]]) -> list[Chunk]:
+        """Load and chunk every file that needs embedding; a failure keeps that file's old chunks."""
+        chunks: list[Chunk] = []
+        for file, result in tqdm(self.to_embed, desc="reading", unit="file", disable=None):
+            try:
+                new = self.chunks_of(file)
+            except loaders.LoadError as exc:
+                keep.discard((file.source, file.file_hash))
+                old = [g for g in groups.values() if g.source == file.source and g.file_hash != file.file_hash]
+                keep |= {(g.source, g.file_hash) for g in old}
+                result.status, result.detail = "failed", str(exc) + kept_note(old)
+                continue
+            result.chunks = len(new)
+            chunks.extend(new)
+        return chunks
+
+    def chunks_of(self, file: SourceFile) -> list[Chunk]:
+        docs = loaders.load(file.path)
+        pieces = chunking.split(docs, self.splitter)
+        title = docs[0].metadata.get("title") or chunking.first_heading(docs) or file.path.stem.replace("_", " ")
+        ids = chunk_ids(file.source, file.file_hash, len(pieces))
+        return [
+            Chunk(chunk_id, piece.page_content, chunk_metadata(file, piece, title, index, len(pieces)))
+            for index, (chunk_id, piece) in enumerate(zip(ids, pieces, strict=True))
+        ]
+
+    def embed_and_store(self, chunks: list[Chunk]) -> None:
+        """Embed longest-first (least padding per batch) and write each step as soon as it is done."""
+        assert self.collection is not None
+        chunks = sorted(chunks, key=lambda c: len(c.text), reverse=True)
+        with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=None) as bar:
+            for start in range(0, len(chunks), FLUSH_CHUNKS):
+                step = chunks[start : start + FLUSH_CHUNKS]
+                vectors = self.embedder.encode(
+                    [c.text for c in step],
+                    batch_size=self.settings.embedding_batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                )
+                self.collection.upsert(
+                    ids=[c.id for c in step],
+                    embeddings=vectors,
+                    documents=[c.text for c in step],
+                    metadatas=[c.metadata for c in step],
+                )
+                bar.update(len(step))
+        self.report.chunks_embedded += len(chunks)
+
+
+def chunk_metadata(file: SourceFile, piece: Document, title: str, index: int, count: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "source": file.source,
+        "file_type": file.path.suffix.lower().lstrip("."),
+        "file_hash": file.file_hash,
+        "chunk_index": index,
+        "chunk_count": count,
+        "title": title,
+        "chunk_hash": hashlib.sha256(piece.page_content.encode()).hexdigest()[:16],
+    }
+    meta.update({k: v for k, v in piece.metadata.items() if k in ("section", "page") and v not in (None, "")})
+    return meta
+
+
+def kept_note(old: list[Group]) -> str:
+    count = sum(len(g.ids) for g in old)
+    return f" (kept its {count} previously stored chunks)" if count else ""
