@@ -5,6 +5,7 @@ Run `python -m app.models` to prepare the bundled models once (the LLM is conver
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -42,9 +43,14 @@ def embedding_model_path(name: str) -> str:
 
 
 def load_embedder(settings: Settings) -> SentenceTransformer:
+    return _sentence_transformer(embedding_model_path(settings.embedding_model))
+
+
+@functools.cache  # one copy per process, however many runs or sessions ask for it
+def _sentence_transformer(path: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(embedding_model_path(settings.embedding_model), device="cpu")
+    return SentenceTransformer(path, device="cpu")
 
 
 def langchain_embeddings(settings: Settings) -> HuggingFaceEmbeddings:

@@ -52,9 +52,7 @@ def client(settings: Settings) -> chromadb.ClientAPI:
     from chromadb.config import Settings as ChromaSettings
 
     settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(
-        path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
-    )
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False))
 
 
 def open_collection(chroma: chromadb.ClientAPI, name: str, spec: IndexSpec) -> chromadb.Collection:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.documents import Document
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
@@ -17,13 +17,14 @@ HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ #\t]*$", re.MULTILINE)
 
 
 def make_splitter(tokenizer: Any, chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
-    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
         tokenizer,
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
         separators=RecursiveCharacterTextSplitter.get_separators_for_language(Language.MARKDOWN),
         is_separator_regex=True,
     )
+    return cast(RecursiveCharacterTextSplitter, splitter)
 
 
 def split(docs: list[Document], splitter: RecursiveCharacterTextSplitter) -> list[Document]:

@@ -36,8 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedding-model", help="sentence-transformers model id or path (default: bundled MiniLM)")
     parser.add_argument("--data-dir", type=Path, help="where the store and caches live (default: data)")
     parser.add_argument("--store-dir", type=Path, help="Chroma directory (default: DATA_DIR/chroma)")
-    parser.add_argument("--rebuild", action="store_true", help="re-embed everything into a fresh collection, then replace the old one")
-    parser.add_argument("--dry-run", action="store_true", help="report what would be added/changed/removed; write nothing")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="re-embed everything into a fresh collection, then replace the old one"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would be added/changed/removed; write nothing"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
 

@@ -102,7 +102,8 @@ def load_pptx(path: Path) -> list[Document]:
 
     slides = []
     for number, slide in enumerate(Presentation(str(path)).slides, start=1):
-        texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame]
+        texts = [shape.text_frame.text.strip() for shape in slide.shapes if shape.has_text_frame]
+        texts = [text for text in texts if text]
         slides.append(Document("\n\n".join(texts), metadata={"page": number}))
     return slides
 
@@ -137,7 +138,9 @@ def load(path: Path) -> list[Document]:
         raise LoadError(f"cannot parse {path.suffix.lower()[1:]}: {type(exc).__name__}: {one_line(exc)}") from exc
     docs = [doc for doc in docs if doc.page_content.strip()]
     if not docs:
-        raise LoadError("no extractable text (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else "no text")
+        raise LoadError(
+            "no extractable text (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else "no text"
+        )
     return docs
 
 

@@ -27,7 +27,9 @@ def ingest(root: Path, settings: Settings, *, rebuild: bool = False, dry_run: bo
     else:
         with writer_lock(settings):
             chroma = store.client(settings)
-            collection = rebuild_target(chroma, settings) if rebuild else open_checked(chroma, settings.collection, settings)
+            collection = (
+                rebuild_target(chroma, settings) if rebuild else open_checked(chroma, settings.collection, settings)
+            )
             report = Ingestor(settings, collection).run(root)
             if rebuild:
                 collection = swap(chroma, collection, settings.collection)
@@ -73,7 +75,9 @@ def writer_lock(settings: Settings) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise store.StoreError(f"another ingestion is writing to {settings.chroma_dir}; wait for it to finish") from None
+        raise store.StoreError(
+            f"another ingestion is writing to {settings.chroma_dir}; wait for it to finish"
+        ) from None
     try:
         yield
     finally:

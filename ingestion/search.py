@@ -55,8 +55,14 @@ def print_hits(rows: list[dict]) -> None:
 
     console = Console()
     for rank, row in enumerate(rows, start=1):
-        where = " · ".join(str(p) for p in (row["source"], row.get("section"), row.get("page") and f"page {row['page']}") if p)
-        console.print(Panel(Text(row["text"]), title=f"[{rank}] {where}", subtitle=f"score {row['score']:.3f}", title_align="left"))
+        where = " · ".join(
+            str(p) for p in (row["source"], row.get("section"), row.get("page") and f"page {row['page']}") if p
+        )
+        console.print(
+            Panel(
+                Text(row["text"]), title=f"[{rank}] {where}", subtitle=f"score {row['score']:.3f}", title_align="left"
+            )
+        )
     if not rows:
         console.print("no chunks in the collection")
 

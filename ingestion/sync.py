@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -189,13 +189,13 @@ class Ingestor:
     def copy_group(self, file: SourceFile, twin: Group, result: FileResult) -> None:
         """Store a renamed or copied file under its new path with the vectors it already has."""
         assert self.collection is not None
-        old = self.collection.get(ids=twin.ids, include=["documents", "metadatas", "embeddings"])
-        order = sorted(range(len(old["ids"])), key=lambda i: int(old["metadatas"][i]["chunk_index"]))
-        metadatas = [{**old["metadatas"][i], "source": file.source} for i in order]
+        old: Any = self.collection.get(ids=twin.ids, include=["documents", "metadatas", "embeddings"])
+        metadatas: list[Mapping[str, Any]] = [{**meta, "source": file.source} for meta in old["metadatas"]]
+        new_ids = chunk_ids(file.source, file.file_hash, twin.chunk_count)
         self.collection.upsert(
-            ids=chunk_ids(file.source, file.file_hash, twin.chunk_count),
-            embeddings=[old["embeddings"][i] for i in order],
-            documents=[old["documents"][i] for i in order],
+            ids=[new_ids[int(meta["chunk_index"])] for meta in metadatas],
+            embeddings=old["embeddings"],
+            documents=old["documents"],
             metadatas=metadatas,
         )
         result.chunks = twin.chunk_count

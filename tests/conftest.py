@@ -1,0 +1,50 @@
+"""Every test runs offline (sockets blocked by pytest-socket) in its own temporary data dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.settings import OFFLINE_ENV, TELEMETRY_ENV, Settings
+
+os.environ.update(OFFLINE_ENV | TELEMETRY_ENV)
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DOCS = ROOT / "data" / "sample_docs"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key in [k for k in os.environ if k.startswith("ASKDOCS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the repo
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A small folder of markdown files, enough for several chunks each."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, topic in [("vpn.md", "VPN"), ("expenses.md", "expenses"), ("laptops.md", "laptops")]:
+        (folder / name).write_text(make_markdown(topic))
+    return folder
+
+
+def make_markdown(topic: str, paragraphs: int = 12) -> str:
+    body = "\n\n".join(
+        f"Rule {i} about {topic}: staff must follow step {i} and record reference {topic.upper()}-{i:03d} "
+        f"in the ticket before the change window closes on day {i} of the month."
+        for i in range(paragraphs)
+    )
+    return f"# {topic.title()} guide\n\n## Scope\n\nThis guide covers {topic}.\n\n## Rules\n\n{body}\n"
+
+
+@pytest.fixture(scope="session")
+def sample_docs_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("sample") / "sample_docs"
+    shutil.copytree(SAMPLE_DOCS, target)
+    return target

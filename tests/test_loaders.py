@@ -1,0 +1,116 @@
+"""Each format becomes clean text with its structure: headings, pages, rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingestion import loaders
+
+HTML = """<html><head><title>Support FAQ</title><style>body {color: red}</style>
+<script>window.track('pageview');</script></head>
+<body><header><a href="/">Home</a> | <a href="/shop">Shop</a></header>
+<nav><ul><li>Products</li><li>Careers</li></ul></nav>
+<main><h1>Support FAQ</h1><h2>How do I reset the sensor?</h2>
+<p>Hold the <b>reset</b> button for <a href="/x">ten seconds</a>.</p>
+<table><tr><th>Tier</th><th>Hours</th></tr><tr><td>Gold</td><td>24/7</td></tr></table></main>
+<footer>(c) 2026 Kestrel. Imprint</footer></body></html>"""
+
+
+def test_html_keeps_main_text_and_headings_but_not_navigation_or_scripts(tmp_path: Path) -> None:
+    path = tmp_path / "faq.html"
+    path.write_text(HTML)
+    [doc] = loaders.load(path)
+    assert doc.metadata["title"] == "Support FAQ"
+    assert "## How do I reset the sensor?" in doc.page_content
+    assert "Hold the **reset** button for ten seconds." in doc.page_content
+    assert "Gold" in doc.page_content and "24/7" in doc.page_content
+    for boilerplate in ("pageview", "color: red", "Careers", "Shop", "Imprint"):
+        assert boilerplate not in doc.page_content
+
+
+def test_pdf_has_one_document_per_page_numbered_from_one(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    path = tmp_path / "manual.pdf"
+    pdf = canvas.Canvas(str(path), invariant=1)
+    for page in (1, 2, 3):
+        pdf.drawString(72, 720, f"Torque for bolt size M{page + 5} is {page * 10} Nm.")
+        pdf.showPage()
+    pdf.save()
+    docs = loaders.load(path)
+    assert [d.metadata["page"] for d in docs] == [1, 2, 3]
+    assert "M7 is 20 Nm" in docs[1].page_content
+
+
+def test_docx_headings_become_markdown_and_tables_stay_readable(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = "Remote work"
+    document.add_heading("Remote work policy", level=1)
+    document.add_paragraph("Staff may work remotely up to three days a week.")
+    document.add_heading("Equipment", level=2)
+    table = document.add_table(rows=2, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Item", "Budget"
+    table.rows[1].cells[0].text, table.rows[1].cells[1].text = "Monitor", "EUR 250"
+    path = tmp_path / "remote.docx"
+    document.save(str(path))
+    [doc] = loaders.load(path)
+    assert doc.metadata["title"] == "Remote work"
+    assert doc.page_content.startswith("# Remote work policy\n\nStaff may work remotely")
+    assert "## Equipment" in doc.page_content
+    assert "Monitor | EUR 250" in doc.page_content
+
+
+def test_csv_rows_keep_their_headers(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text('SKU,Product,Price EUR\nKD-400,"Vibration sensor, wireless",349\nKD-GW2,Gateway,899\n')
+    docs = loaders.load(path)
+    assert [d.metadata["section"] for d in docs] == ["row 1", "row 2"]
+    assert docs[0].page_content == "SKU: KD-400\nProduct: Vibration sensor, wireless\nPrice EUR: 349"
+
+
+def test_pptx_has_one_document_per_slide(tmp_path: Path) -> None:
+    from pptx import Presentation
+
+    deck = Presentation()
+    for title in ("Kick-off", "Roadmap 2027"):
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+    path = tmp_path / "deck.pptx"
+    deck.save(str(path))
+    docs = loaders.load(path)
+    assert [(d.metadata["page"], d.page_content) for d in docs] == [(1, "Kick-off"), (2, "Roadmap 2027")]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("Grüße aus Köln, café".encode("latin-1"), "Grüße aus Köln, café"),
+        ("Grüße aus Köln".encode("utf-16"), "Grüße aus Köln"),
+        ("\ufeffBOM text".encode(), "BOM text"),
+    ],
+)
+def test_text_in_other_encodings_is_decoded(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "note.txt"
+    path.write_bytes(data)
+    assert loaders.load(path)[0].page_content == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("random.txt", bytes(range(256)) * 8, "binary content, not text"),
+        ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog >>\ngarbage", "cannot parse pdf"),
+        ("broken.docx", b"PK\x03\x04 not really a zip", "cannot parse docx"),
+        ("blank.md", b"   \n\n  ", "no text"),
+    ],
+)
+def test_bad_files_raise_one_line_reasons(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(loaders.LoadError, match=reason) as error:
+        loaders.load(path)
+    assert "\n" not in str(error.value)

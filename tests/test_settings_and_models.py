@@ -1,0 +1,81 @@
+"""Settings layer correctly; bundled models resolve offline; the LLM cache is rebuilt when corrupt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app import models
+from app.settings import BUNDLED_EMBEDDING, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_environment_overrides_defaults_and_flags_override_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASKDOCS_CHUNK_SIZE", "120")
+    monkeypatch.setenv("ASKDOCS_COLLECTION", "from-env")
+    loaded = load_settings(collection="from-flag", chunk_overlap=None)
+    assert (loaded.chunk_size, loaded.chunk_overlap, loaded.collection) == (120, 40, "from-flag")
+
+
+def test_dotenv_file_is_read(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("ASKDOCS_TOP_K=9\n")
+    assert Settings().top_k == 9
+
+
+def test_invalid_setting_names_the_field(settings: Settings) -> None:
+    with pytest.raises(ValidationError, match="collection"):
+        Settings(collection="a/b")
+
+
+def test_bundled_embedding_model_resolves_to_the_packaged_folder() -> None:
+    path = Path(models.embedding_model_path(BUNDLED_EMBEDDING))
+    assert (path / "model.safetensors").is_file()
+    assert models.embedding_model_path("some-org/some-model") == "some-org/some-model"
+
+
+def test_half_written_or_damaged_llm_cache_is_not_taken_as_complete(tmp_path: Path) -> None:
+    gguf = models._smollm2_gguf()
+    target = tmp_path / "llm"
+    target.mkdir()
+    assert not models._is_complete(target, gguf)
+    (target / "model.safetensors").write_bytes(b"x" * 10)
+    marker = {"source": str(gguf), "source_size": gguf.stat().st_size, "files": {"model.safetensors": 10}}
+    (target / models.COMPLETE_MARKER).write_text(json.dumps(marker))
+    assert models._is_complete(target, gguf)
+    (target / "model.safetensors").write_bytes(b"x" * 5)  # truncated
+    assert not models._is_complete(target, gguf)
+
+
+@pytest.mark.slow
+def test_bundled_llm_is_converted_once_into_a_loadable_folder(tmp_path: Path) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    target = models.bundled_llm_dir(tmp_path / "smollm2")
+    stamp = (target / "model.safetensors").stat().st_mtime_ns
+    assert models.bundled_llm_dir(tmp_path / "smollm2") == target
+    assert (target / "model.safetensors").stat().st_mtime_ns == stamp, "second call reuses the cache"
+    assert AutoConfig.from_pretrained(target).model_type == "llama"
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert "<|im_start|>user" in prompt
+
+
+@pytest.mark.parametrize("module", ["ingestion", "ingestion.search"])
+def test_every_command_has_help(module: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m" in result.stdout
+    for flag in (
+        ["--chunk-size", "--rebuild", "--dry-run", "--json", "--collection"] if module == "ingestion" else ["-k"]
+    ):
+        assert flag in result.stdout
