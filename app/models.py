@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from app.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings, load_settings
 
 if TYPE_CHECKING:
+    import numpy as np
     from langchain_huggingface import HuggingFaceEmbeddings
     from sentence_transformers import SentenceTransformer
 
@@ -44,6 +45,30 @@ def embedding_model_path(name: str) -> str:
 
 def load_embedder(settings: Settings) -> SentenceTransformer:
     return _sentence_transformer(embedding_model_path(settings.embedding_model))
+
+
+def encode(settings: Settings, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+    """Normalised embeddings, under bf16 autocast where the settings and the CPU allow it."""
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(settings)):
+        return model.encode(
+            texts, batch_size=settings.embedding_batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+
+
+def use_bf16(settings: Settings) -> bool:
+    return settings.embedding_precision == "bf16" or (settings.embedding_precision == "auto" and cpu_has_bf16())
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Native bf16 matmuls; elsewhere bf16 is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @functools.cache  # one copy per process, however many runs or sessions ask for it

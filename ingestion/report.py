@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +29,15 @@ class Report:
     chunks_deleted: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
 
     def add(self, result: FileResult) -> None:
         self.results.append(result)
@@ -67,4 +79,5 @@ def print_report(report: Report, *, dry_run: bool = False) -> None:
     console.print(table)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} unsupported file(s), e.g. {', '.join(report.skipped[:3])}")
-    console.print(f"done in {report.seconds:.1f} s")
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.timings.items() if seconds >= 0.05)
+    console.print(f"done in {report.seconds:.1f} s" + (f" ({phases})" if phases else ""))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from app import store
+from app.models import encode, load_embedder
 from app.settings import Settings
 from ingestion import chunking, loaders
 from ingestion.report import FileResult, Report
@@ -124,8 +125,6 @@ class Ingestor:
 
     @cached_property
     def embedder(self) -> Any:
-        from app.models import load_embedder
-
         return load_embedder(self.settings)
 
     @cached_property
@@ -133,9 +132,10 @@ class Ingestor:
         return chunking.make_splitter(self.embedder.tokenizer, self.settings.chunk_size, self.settings.chunk_overlap)
 
     def run(self, root: Path) -> Report:
-        files, self.report.skipped = scan(root, int(self.settings.max_file_mb * 2**20))
-        groups = stored_groups(self.collection) if self.collection is not None else {}
-        keep = self.plan(files, groups)
+        with self.report.timed("scan"):
+            files, self.report.skipped = scan(root, int(self.settings.max_file_mb * 2**20))
+            groups = stored_groups(self.collection) if self.collection is not None else {}
+            keep = self.plan(files, groups)
         if not self.dry_run:
             self.write(groups, keep)
         return self.report
@@ -177,13 +177,18 @@ class Ingestor:
 
     def write(self, groups: dict[tuple[str, str], Group], keep: set[tuple[str, str]]) -> None:
         assert self.collection is not None
-        for file, twin, result in self.to_copy:
-            self.copy_group(file, twin, result)
-        stored = {i for group in groups.values() for i in group.ids}
-        pending = [chunk for chunk in self.read_all(groups, keep) if chunk.id not in stored]  # resume a cut run
+        with self.report.timed("copy"):
+            for file, twin, result in self.to_copy:
+                self.copy_group(file, twin, result)
+        with self.report.timed("load model"):
+            self.splitter if self.to_embed else None  # noqa: B018 - load outside the timed phases below
+        with self.report.timed("read and chunk"):
+            stored = {i for group in groups.values() for i in group.ids}
+            pending = [chunk for chunk in self.read_all(groups, keep) if chunk.id not in stored]  # resume a cut run
         self.embed_and_store(pending)
         stale = [i for key, group in groups.items() if key not in keep for i in group.ids]
-        store.delete_ids(self.collection, stale)
+        with self.report.timed("delete"):
+            store.delete_ids(self.collection, stale)
         self.report.chunks_deleted = len(stale)
 
     def copy_group(self, file: SourceFile, twin: Group, result: FileResult) -> None:
@@ -234,18 +239,15 @@ class Ingestor:
         with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=None) as bar:
             for start in range(0, len(chunks), FLUSH_CHUNKS):
                 step = chunks[start : start + FLUSH_CHUNKS]
-                vectors = self.embedder.encode(
-                    [c.text for c in step],
-                    batch_size=self.settings.embedding_batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                )
-                self.collection.upsert(
-                    ids=[c.id for c in step],
-                    embeddings=vectors,
-                    documents=[c.text for c in step],
-                    metadatas=[c.metadata for c in step],
-                )
+                with self.report.timed("embed"):
+                    vectors = encode(self.settings, self.embedder, [c.text for c in step])
+                with self.report.timed("store"):
+                    self.collection.upsert(
+                        ids=[c.id for c in step],
+                        embeddings=vectors,
+                        documents=[c.text for c in step],
+                        metadatas=[c.metadata for c in step],
+                    )
                 bar.update(len(step))
         self.report.chunks_embedded += len(chunks)
 

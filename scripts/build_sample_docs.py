@@ -54,6 +54,7 @@ PAGEBREAK = "<<<PAGEBREAK>>>"
 # Parsing
 # --------------------------------------------------------------------------
 
+
 @dataclass
 class Block:
     kind: str  # heading | para | bullet | number | table | pagebreak
@@ -122,6 +123,7 @@ def document_title(blocks: list[Block]) -> str:
 # PDF (reportlab)
 # --------------------------------------------------------------------------
 
+
 def _pdf_markup(text: str) -> str:
     """Escape for reportlab paragraphs and convert **bold** to <b>."""
     return "".join(f"<b>{escape(t)}</b>" if b else escape(t) for t, b in split_bold(text))
@@ -149,11 +151,15 @@ def _pdf_table(rows: list[list[str]], styles, width: float):
     ncols = max(len(r) for r in rows)
     data = [[Paragraph(_pdf_markup(c), styles["cell"]) for c in r + [""] * (ncols - len(r))] for r in rows]
     table = Table(data, colWidths=[width / ncols] * ncols, repeatRows=1, hAlign="LEFT")
-    table.setStyle(TableStyle([
-        ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b1")),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e3e8ee")),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-    ]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b1")),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e3e8ee")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
     return table
 
 
@@ -197,9 +203,17 @@ def build_pdf(blocks: list[Block], out: Path) -> None:
             canvas.restoreState()
 
     doc = FooterDocTemplate(
-        str(out), pagesize=A4, invariant=1, title=title, author=AUTHOR,
-        creator="scripts/build_sample_docs.py", subject=title,
-        leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm, bottomMargin=2 * cm,
+        str(out),
+        pagesize=A4,
+        invariant=1,
+        title=title,
+        author=AUTHOR,
+        creator="scripts/build_sample_docs.py",
+        subject=title,
+        leftMargin=2 * cm,
+        rightMargin=2 * cm,
+        topMargin=1.8 * cm,
+        bottomMargin=2 * cm,
     )
     doc.build(_pdf_flowables(blocks, _pdf_styles(), doc.width))
 
@@ -207,6 +221,7 @@ def build_pdf(blocks: list[Block], out: Path) -> None:
 # --------------------------------------------------------------------------
 # DOCX (python-docx)
 # --------------------------------------------------------------------------
+
 
 def _docx_runs(paragraph, text: str) -> None:
     for part, bold in split_bold(text):
@@ -266,6 +281,7 @@ def _normalize_zip(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------
+
 
 def build_one(source_name: str, target: str) -> Path:
     blocks = parse_source((SOURCE_DIR / source_name).read_text(encoding="utf-8"))

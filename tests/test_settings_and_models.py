@@ -79,3 +79,13 @@ def test_every_command_has_help(module: str) -> None:
         ["--chunk-size", "--rebuild", "--dry-run", "--json", "--collection"] if module == "ingestion" else ["-k"]
     ):
         assert flag in result.stdout
+
+
+def test_bf16_embeddings_stay_in_the_fp32_vector_space(settings: Settings) -> None:
+    import numpy as np
+
+    texts = [f"Runbook step {i}: restart the VPN concentrator vpn-{i}.kestrel.internal if it stops." for i in range(16)]
+    model = models.load_embedder(settings)
+    fp32 = models.encode(settings.model_copy(update={"embedding_precision": "fp32"}), model, texts)
+    bf16 = models.encode(settings.model_copy(update={"embedding_precision": "bf16"}), model, texts)
+    assert np.min(np.sum(fp32 * bf16, axis=1)) > 0.999

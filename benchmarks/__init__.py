@@ -1,0 +1,1 @@
+"""Benchmarks against named peers; run with `make bench`, never part of the test suite."""
