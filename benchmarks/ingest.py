@@ -150,6 +150,10 @@ def report(results: dict[str, dict]) -> str:
         "| ratio | value | target |",
         "| --- | ---: | --- |",
         *(f"| {name} | {value:.3f} | {target} |" for name, value, target in rows),
+        "",
+        "Most of the gain over the naive pipeline is bf16 autocast for the embedding model (on CPUs with",
+        "native bf16; vectors within cosine 0.9999 of fp32); the fp32 row shows the pipeline alone.",
+        "The naive pipeline makes fewer, longer chunks (1000 characters) and truncates those past 256 tokens.",
     ]
     return "\n".join(lines) + "\n"
 
