@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from langchain_huggingface import HuggingFaceEmbeddings
     from sentence_transformers import SentenceTransformer
 
-log = logging.getLogger(__name__)
-
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = "askdocs-complete.json"
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import chromadb
     from langchain_core.documents import Document
 
-FLUSH_CHUNKS = 512  # chunks embedded and written per step: bounds memory, keeps progress moving
+FLUSH_CHUNKS = 128  # chunks embedded and written per step: bounds memory, moves the progress bar
 
 
 @dataclass
@@ -180,8 +180,9 @@ class Ingestor:
         with self.report.timed("copy"):
             for file, twin, result in self.to_copy:
                 self.copy_group(file, twin, result)
-        with self.report.timed("load model"):
-            self.splitter if self.to_embed else None  # noqa: B018 - load outside the timed phases below
+        if self.to_embed:
+            with self.report.timed("load model"):
+                self.splitter.split_text("warm-up")  # the model loads here, not inside the phases below
         with self.report.timed("read and chunk"):
             stored = {i for group in groups.values() for i in group.ids}
             pending = [chunk for chunk in self.read_all(groups, keep) if chunk.id not in stored]  # resume a cut run
