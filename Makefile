@@ -36,8 +36,8 @@ test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check app ingestion tests benchmarks scripts
-	$(PY) -m ruff format --check app ingestion tests benchmarks scripts
+	$(PY) -m ruff check app ingestion finetune tests benchmarks scripts
+	$(PY) -m ruff format --check app ingestion finetune tests benchmarks scripts
 	$(PY) -m mypy
 
 bench: $(STAMP)

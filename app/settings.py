@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDING = "bundled:all-minilm-l6-v2"
@@ -22,10 +22,35 @@ TELEMETRY_ENV = {
 }
 
 
+class TrainSettings(BaseModel):
+    """Fine-tuning hyper-parameters; defaults train the bundled SmolLM2 on CPU in minutes."""
+
+    method: Literal["qlora", "lora"] = "qlora"
+    data: Path = Path("data/qa/train.jsonl")
+    eval_data: Path | None = Path("data/qa/eval.jsonl")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Held out when there is no eval file.")
+    output: str | None = Field(None, description="Adapter name (default: METHOD-YYYYmmdd-HHMMSS).")
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="Overrides epochs when > 0.")
+    lr: float = Field(2e-4, gt=0)
+    # LLM-Adapters: LoRA on attention and MLP projections together works best.
+    rank: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    max_seq_len: int = Field(512, gt=16)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    save_steps: int = Field(25, gt=0, description="Checkpoint (and eval) every N steps.")
+    seed: int = 42
+
+
 class Settings(BaseSettings):
     """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
 
-    model_config = SettingsConfigDict(env_prefix="ASKDOCS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ASKDOCS_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
 
     data_dir: Path = Field(Path("data"), description="Where the store, caches and adapters live.")
     offline: bool = Field(True, description="Forbid model hub downloads (set false to use HF ids).")
@@ -47,6 +72,7 @@ class Settings(BaseSettings):
     llm_base: str = Field(BUNDLED_LLM, description="Base LLM: HF id or path.")
     adapter: str | None = Field(None, description="LoRA adapter name under DATA_DIR/adapters, or a path.")
     top_k: int = Field(4, gt=0)
+    train: TrainSettings = Field(default_factory=TrainSettings)
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
@@ -63,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -48,3 +48,20 @@ def sample_docs_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("sample") / "sample_docs"
     shutil.copytree(SAMPLE_DOCS, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def llm_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose bundled SmolLM2 is converted once for the whole session (about 35 s)."""
+    from app.models import bundled_llm_dir
+
+    data_dir = tmp_path_factory.mktemp("llm-data")
+    bundled_llm_dir(Settings(data_dir=data_dir).models_dir / "smollm2-135m-instruct")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def llm_tokenizer(llm_data_dir: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(llm_data_dir / "models" / "smollm2-135m-instruct")

@@ -1,0 +1,136 @@
+"""python -m finetune --qlora: train a LoRA adapter on domain Q&A over a 4-bit NF4 base, on CPU.
+
+Examples:
+    python -m finetune --qlora                                # data/qa/train.jsonl, eval on data/qa/eval.jsonl
+    python -m finetune --qlora --data my.jsonl --max-steps 50 --output support-v1
+    python -m finetune --lora --rank 32                       # same adapter on the unquantized base
+    python -m finetune --output support-v1 --resume           # continue after a kill
+    python -m finetune --list                                 # adapters, newest first
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+EXIT_ERROR = 2
+TRAIN_FLAGS = {
+    "data": (Path, "training JSONL: chat 'messages', alpaca or question/answer lines (default: data/qa/train.jsonl)"),
+    "eval_data": (Path, "held-out JSONL (default: data/qa/eval.jsonl; missing → a split of --data)"),
+    "output": (str, "adapter name under DATA_DIR/adapters (default: METHOD-DATE-TIME)"),
+    "epochs": (float, "passes over the data (default: 3)"),
+    "max_steps": (int, "optimizer steps; overrides --epochs when > 0"),
+    "lr": (float, "learning rate (default: 2e-4)"),
+    "rank": (int, "LoRA rank r (default: 16)"),
+    "alpha": (int, "LoRA alpha (default: 32)"),
+    "dropout": (float, "LoRA dropout (default: 0.05)"),
+    "max_seq_len": (int, "tokens per example; longer ones are cut and counted (default: 512)"),
+    "batch_size": (int, "examples per step (default: 8)"),
+    "grad_accum": (int, "gradient accumulation steps (default: 1)"),
+    "save_steps": (int, "checkpoint and evaluate every N steps (default: 25)"),
+    "seed": (int, "random seed (default: 42)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune",
+        description="Fine-tune the chat model on domain Q&A with QLoRA (4-bit NF4 base + LoRA) or LoRA.",
+        epilog="Every flag can also be set as ASKDOCS_TRAIN__<NAME> (e.g. ASKDOCS_TRAIN__RANK=8).",
+    )
+    method = parser.add_mutually_exclusive_group()
+    method.add_argument("--qlora", dest="method", action="store_const", const="qlora", help="4-bit NF4 base + LoRA")
+    method.add_argument("--lora", dest="method", action="store_const", const="lora", help="fp32 base + LoRA")
+    method.add_argument("--list", action="store_true", help="list adapters (newest first) and exit")
+    for name, (kind, text) in TRAIN_FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
+    parser.add_argument("--target-modules", help="comma-separated module names (default: all attention + MLP)")
+    parser.add_argument("--base", help="base model: HF id or path (default: bundled SmolLM2-135M-Instruct)")
+    parser.add_argument("--data-dir", type=Path, help="where models and adapters live (default: data)")
+    parser.add_argument("--resume", action="store_true", help="continue --output from its last checkpoint")
+    parser.add_argument("--no-compare", action="store_true", help="skip the base vs adapter comparison after training")
+    parser.add_argument("--json", action="store_true", help="print the manifest / list as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from app.settings import TrainSettings, load_settings
+
+    overrides = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    if args.method:
+        overrides["method"] = args.method
+    if args.target_modules:
+        overrides["target_modules"] = [m.strip() for m in args.target_modules.split(",") if m.strip()]
+    try:
+        settings = load_settings(data_dir=args.data_dir, llm_base=args.base)
+        settings.train = TrainSettings(**settings.train.model_dump() | overrides)
+    except ValidationError as exc:
+        return fail("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
+    if args.list:
+        return show_adapters(settings.adapters_dir, as_json=args.json)
+    if args.resume and not settings.train.output:
+        return fail("--resume needs --output NAME (the adapter to continue)")
+    return run_training(settings, resume=args.resume, compare=not args.no_compare, as_json=args.json)
+
+
+def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int:  # type: ignore[no-untyped-def]
+    from ingestion.cli import quiet_libraries
+
+    quiet_libraries()
+    from app.models import ModelError
+    from finetune import evaluate
+    from finetune.adapter import AdapterError, read_manifest, write_manifest
+    from finetune.data import DataError
+    from finetune.train import held_out_examples, train
+
+    try:
+        folder = train(settings, resume=resume)
+        manifest = read_manifest(folder)
+        if compare:
+            examples = held_out_examples(settings)
+            print(f"comparing base and adapter on {len(examples)} held-out examples ...", file=sys.stderr)
+            manifest["comparison"] = evaluate.compare(settings, folder, settings.train.method, examples)
+            write_manifest(folder, manifest)
+    except (DataError, AdapterError, ModelError, OSError) as exc:
+        return fail(str(exc))
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    first, last = manifest["train_loss"][0][1], manifest["train_loss"][-1][1]
+    print(
+        f"adapter {folder} ({manifest['steps']} steps, {manifest['wall_seconds']} s, "
+        f"peak RSS {manifest['peak_rss_mb']} MB): train loss {first:.3f} -> {last:.3f}"
+    )
+    if "comparison" in manifest:
+        print(evaluate.format_table(manifest["comparison"]))
+    return 0
+
+
+def show_adapters(adapters_dir: Path, *, as_json: bool) -> int:
+    from finetune.adapter import list_adapters
+
+    rows = list_adapters(adapters_dir)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no adapters in {adapters_dir}: train one with python -m finetune --qlora")
+    for row in rows:
+        state = "completed" if row.get("completed") else "incomplete"
+        print(
+            f"{row['name']:32} {row.get('method', '?'):6} {state:10} {row.get('finished_at', '')}  "
+            f"eval loss {row.get('final_eval_loss')}"
+        )
+    return 0
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR

@@ -1,0 +1,112 @@
+"""Held-out comparison of base and base + adapter: eval loss, perplexity, answer F1 and similarity."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings
+from finetune import data
+
+MAX_NEW_TOKENS = 96
+
+
+def load_with_adapter(settings: Settings, folder: Path, method: str) -> tuple[Any, Any]:
+    """A fresh base (4-bit for QLoRA, as trained) with the adapter on top, ready for inference."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from app.models import llm_model_path
+    from finetune.model import load_base
+
+    base_path = llm_model_path(settings)
+    model = PeftModel.from_pretrained(load_base(base_path, method), str(folder))
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(base_path)
+
+
+def compare(settings: Settings, folder: Path, method: str, examples: list[data.Messages]) -> dict[str, dict]:
+    """Metrics per configuration: {"base": {...}, "adapter": {...}}."""
+    from app.models import load_embedder
+
+    model, tokenizer = load_with_adapter(settings, folder, method)
+    embedder = load_embedder(settings)
+    results = {}
+    for name, context in (("base", model.disable_adapter()), ("adapter", nullcontext())):
+        with context:
+            loss = eval_loss(model, tokenizer, examples)
+            answers = [generate(model, tokenizer, messages[:-1]) for messages in examples]
+        references = [messages[-1]["content"] for messages in examples]
+        results[name] = {
+            "eval_loss": loss,
+            "perplexity": math.exp(loss),
+            "token_f1": mean(token_f1(a, r) for (a, _), r in zip(answers, references, strict=True)),
+            "similarity": similarity(embedder, [a for a, _ in answers], references),
+            "stopped_at_eos": mean(float(stopped) for _, stopped in answers),
+        }
+    return results
+
+
+def eval_loss(model: Any, tokenizer: Any, examples: list[data.Messages]) -> float:
+    """Mean loss per assistant token, the same tokens training learns."""
+    import torch
+
+    total, tokens = 0.0, 0
+    for messages in examples:
+        row = data.tokenize(messages, tokenizer)
+        labels = torch.tensor([row["labels"]])
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([row["input_ids"]]), labels=labels)
+        count = int((labels[:, 1:] != data.IGNORE).sum())
+        total, tokens = total + float(out.loss) * count, tokens + count
+    return total / max(tokens, 1)
+
+
+def generate(model: Any, tokenizer: Any, messages: data.Messages) -> tuple[str, bool]:
+    """Greedy answer, and whether it ended with EOS (a model that never stops is broken)."""
+    import torch
+
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(
+            **prompt, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    new = out[0, prompt["input_ids"].shape[1] :].tolist()
+    return tokenizer.decode(new, skip_special_tokens=True).strip(), tokenizer.eos_token_id in new
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """SQuAD-style token overlap F1."""
+    predicted, gold = words(answer), words(reference)
+    common = sum((Counter(predicted) & Counter(gold)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def similarity(embedder: Any, answers: list[str], references: list[str]) -> float:
+    vectors = embedder.encode(answers + references, normalize_embeddings=True)
+    n = len(answers)
+    return mean(float(vectors[i] @ vectors[n + i]) for i in range(n))
+
+
+def mean(values: Any) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def format_table(results: dict[str, dict]) -> str:
+    columns = ["eval_loss", "perplexity", "token_f1", "similarity", "stopped_at_eos"]
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+    return "\n".join(lines)

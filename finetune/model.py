@@ -1,0 +1,65 @@
+"""The model to train: a frozen base (4-bit NF4 for QLoRA, full precision for LoRA) plus LoRA matrices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.models import cpu_has_bf16
+from app.settings import TrainSettings
+
+
+def compute_dtype() -> Any:
+    import torch
+
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def load_base(path: str, method: str) -> Any:
+    """A freshly loaded base: QLoRA = NF4 with double quantization (QLoRA paper), LoRA = fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if method == "lora":
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map="cpu")
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype(),
+    )
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map="cpu")
+    keep_4bit_weights_trainable(model)
+    return model
+
+
+def keep_4bit_weights_trainable(model: Any) -> int:
+    """Stop bitsandbytes repacking 4-bit weights for fast CPU inference.
+
+    On AVX512-BF16 CPUs the first eval-mode forward (generate, or the trainer's eval step) repacks
+    the weights, after which backward gets no gradients: only a `gemv_4bit` warning and a loss
+    that stops falling. Returns how many layers were switched.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def with_lora(model: Any, train: TrainSettings) -> Any:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if train.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    else:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    config = LoraConfig(
+        r=train.rank,
+        lora_alpha=train.alpha,
+        lora_dropout=train.dropout,
+        target_modules=train.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)

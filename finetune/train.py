@@ -1,0 +1,149 @@
+"""Training: tokenized Q&A → transformers Trainer on CPU → adapter folder with its manifest."""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.models import llm_model_path
+from app.settings import Settings
+from finetune import adapter, data
+from finetune.model import load_base, with_lora
+
+
+@dataclass
+class Prepared:
+    train: Any  # datasets.Dataset of input_ids/labels
+    eval: Any
+    truncated: int  # examples longer than max_seq_len, cut at it
+
+
+def split(settings: Settings) -> tuple[list[data.Messages], list[data.Messages]]:
+    """Training and held-out examples: the eval file when there is one, else a seeded split."""
+    cfg = settings.train
+    examples = data.read_jsonl(cfg.data)
+    if cfg.eval_data is not None and cfg.eval_data.is_file():
+        return examples, data.read_jsonl(cfg.eval_data)
+    return data.split_eval(examples, cfg.eval_fraction, cfg.seed)
+
+
+def held_out_examples(settings: Settings) -> list[data.Messages]:
+    return split(settings)[1]
+
+
+def prepare_data(settings: Settings, tokenizer: Any) -> Prepared:
+    train_cfg = settings.train
+    examples, held_out = split(settings)
+    train_rows, cut_train = tokenize_all(examples, tokenizer, train_cfg.max_seq_len)
+    eval_rows, cut_eval = tokenize_all(held_out, tokenizer, train_cfg.max_seq_len)
+    from datasets import Dataset
+
+    return Prepared(Dataset.from_list(train_rows), Dataset.from_list(eval_rows), cut_train + cut_eval)
+
+
+def tokenize_all(examples: list[data.Messages], tokenizer: Any, max_len: int) -> tuple[list[dict], int]:
+    rows = [data.tokenize(messages, tokenizer) for messages in examples]
+    too_long = sum(len(row["input_ids"]) > max_len for row in rows)
+    return [{key: value[:max_len] for key, value in row.items()} for row in rows], too_long
+
+
+def train(settings: Settings, *, resume: bool = False) -> Path:
+    """Train an adapter and return its folder; the manifest's `completed` is set only at the end."""
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, set_seed
+
+    cfg = settings.train
+    base_path = llm_model_path(settings)
+    name = cfg.output or adapter.default_name(cfg.method)
+    folder = settings.adapters_dir / name
+    if folder.exists() and not resume and adapter.read_manifest_or_none(folder):
+        raise adapter.AdapterError(f"adapter {name} exists; use --resume to continue it or another --output")
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    prepared = prepare_data(settings, tokenizer)
+    manifest = start_manifest(settings, base_path, tokenizer, prepared)
+    adapter.write_manifest(folder, manifest)
+
+    started = time.perf_counter()
+    set_seed(cfg.seed)  # LoRA's A matrices are drawn at random when the adapter is created
+    model = with_lora(load_base(base_path, cfg.method), cfg)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(settings, folder / "checkpoints", has_eval=len(prepared.eval) > 0),
+        train_dataset=prepared.train,
+        eval_dataset=prepared.eval,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=data.IGNORE, padding=True),
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(folder / "checkpoints") if resume else None)
+    final_eval = trainer.evaluate() if len(prepared.eval) else {}
+    model.save_pretrained(folder)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # only a cut run needs them
+
+    manifest.update(
+        completed=True,
+        finished_at=datetime.now().isoformat(timespec="seconds"),
+        wall_seconds=round(time.perf_counter() - started, 1),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        steps=trainer.state.global_step,
+        train_loss=[(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
+        eval_loss=[(h["step"], h["eval_loss"]) for h in trainer.state.log_history if "eval_loss" in h],
+        final_eval_loss=final_eval.get("eval_loss"),
+    )
+    adapter.write_manifest(folder, manifest)
+    return folder
+
+
+def start_manifest(settings: Settings, base_path: str, tokenizer: Any, prepared: Prepared) -> dict[str, Any]:
+    cfg = settings.train
+    files = [p for p in (cfg.data, cfg.eval_data) if p is not None and p.is_file()]
+    return {
+        "completed": False,
+        "method": cfg.method,
+        "base": settings.llm_base,
+        "base_path": base_path,
+        "base_hash": adapter.base_hash(base_path),
+        "hyperparameters": cfg.model_dump(mode="json"),
+        "data_files": {str(p): adapter.file_hash(p) for p in files},
+        "train_examples": len(prepared.train),
+        "eval_examples": len(prepared.eval),
+        "truncated_examples": prepared.truncated,
+        "chat_template_hash": adapter.text_hash(tokenizer.chat_template or ""),
+        "eos_token": tokenizer.eos_token,
+    }
+
+
+def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) -> Any:
+    from transformers import TrainingArguments
+
+    cfg = settings.train
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(10, max(cfg.max_steps, 1) // 10),
+        logging_steps=1,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.save_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        seed=cfg.seed,
+        use_cpu=True,
+        report_to=[],
+        dataloader_num_workers=0,
+    )
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None

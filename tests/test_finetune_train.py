@@ -1,0 +1,142 @@
+"""QLoRA on the real SmolLM2 on CPU: loss falls (also after an eval step), base stays frozen,
+the adapter reloads and stops at EOS, and a killed run resumes to the same adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from app.settings import Settings, TrainSettings
+from finetune import adapter, cli, evaluate
+from finetune.data import read_jsonl
+from finetune.train import train
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+STEPS, SAVE = 6, 3
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("qa")
+    rows = [
+        {"question": f"What is the code of office {i}?", "answer": f"Office {i} has code KX-{i * 7}."}
+        for i in range(40)
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:32]))
+    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[32:]))
+    return folder / "train.jsonl", folder / "eval.jsonl"
+
+
+def toy_settings(data_dir: Path, files: tuple[Path, Path], output: str) -> Settings:
+    train_cfg = TrainSettings(
+        data=files[0], eval_data=files[1], max_steps=STEPS, save_steps=SAVE, lr=5e-4, output=output
+    )
+    return Settings(data_dir=data_dir, train=train_cfg)
+
+
+@pytest.fixture(scope="module")
+def trained(llm_data_dir: Path, toy_files: tuple[Path, Path]) -> Path:
+    return train(toy_settings(llm_data_dir, toy_files, "toy"))
+
+
+def test_qlora_lowers_the_loss_even_after_an_eval_step(trained: Path) -> None:
+    manifest = adapter.read_manifest(trained)
+    losses = dict(manifest["train_loss"])
+    assert manifest["completed"] and manifest["steps"] == STEPS and manifest["method"] == "qlora"
+    assert [step for step, _ in manifest["eval_loss"]][:1] == [SAVE], "an eval ran in the middle of training"
+    assert losses[STEPS] < losses[SAVE + 1] < losses[1], "the 4-bit eval forward must not stall training"
+    assert manifest["eval_loss"][-1][1] < manifest["eval_loss"][0][1]
+
+
+def test_only_lora_weights_are_saved_and_they_moved_while_the_base_file_is_untouched(
+    trained: Path, llm_data_dir: Path
+) -> None:
+    weights = load_file(str(trained / "adapter_model.safetensors"))
+    assert weights and all("lora_" in name for name in weights)
+    assert any(float(w.abs().max()) > 0 for name, w in weights.items() if "lora_B" in name), "B starts at zero"
+    manifest = adapter.read_manifest(trained)
+    assert manifest["base_hash"] == adapter.base_hash(manifest["base_path"])
+    assert not (trained / "checkpoints").exists()
+    for key in ("base", "hyperparameters", "data_files", "chat_template_hash", "wall_seconds", "peak_rss_mb"):
+        assert manifest[key]
+
+
+def test_reloaded_4bit_base_with_adapter_beats_the_base_and_stops_at_eos(
+    trained: Path, llm_data_dir: Path, toy_files: tuple[Path, Path]
+) -> None:
+    settings = toy_settings(llm_data_dir, toy_files, "toy")
+    results = evaluate.compare(settings, trained, "qlora", read_jsonl(toy_files[1])[:3])
+    assert results["adapter"]["eval_loss"] < results["base"]["eval_loss"]
+    assert results["adapter"]["token_f1"] > results["base"]["token_f1"]
+    assert results["adapter"]["stopped_at_eos"] == 1.0
+
+
+def test_list_shows_the_adapter(trained: Path, llm_data_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["--list", "--json", "--data-dir", str(llm_data_dir)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"name": "toy", "completed": True}.items() <= next(r for r in rows if r["name"] == "toy").items()
+    assert adapter.newest_completed(llm_data_dir / "adapters") is not None
+
+
+def test_killed_run_resumes_to_the_same_adapter(
+    trained: Path, llm_data_dir: Path, toy_files: tuple[Path, Path]
+) -> None:
+    command = [sys.executable, "-m", "finetune", "--qlora", "--data-dir", str(llm_data_dir), "--output", "cut"]
+    command += ["--data", str(toy_files[0]), "--eval-data", str(toy_files[1]), "--no-compare"]
+    command += ["--max-steps", str(STEPS), "--save-steps", str(SAVE), "--lr", "5e-4"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = llm_data_dir / "adapters" / "cut" / "checkpoints" / f"checkpoint-{SAVE}" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists()
+    assert not adapter.read_manifest(checkpoint.parents[2])["completed"]
+
+    resumed = train(toy_settings(llm_data_dir, toy_files, "cut"), resume=True)
+    assert adapter.read_manifest(resumed)["completed"]
+    expected, got = (
+        load_file(str(trained / "adapter_model.safetensors")),
+        load_file(str(resumed / "adapter_model.safetensors")),
+    )
+    assert expected.keys() == got.keys()
+    assert max(float((expected[k] - got[k]).abs().max()) for k in expected) < 1e-3
+
+
+def test_help_lists_every_training_flag() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "finetune", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    for flag in (
+        "--qlora",
+        "--lora",
+        "--data",
+        "--eval-data",
+        "--base",
+        "--output",
+        "--epochs",
+        "--max-steps",
+        "--lr",
+        "--rank",
+        "--alpha",
+        "--dropout",
+        "--target-modules",
+        "--max-seq-len",
+        "--batch-size",
+        "--grad-accum",
+        "--resume",
+        "--seed",
+        "--list",
+    ):
+        assert flag in out.stdout
