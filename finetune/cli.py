@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--qlora", dest="method", action="store_const", const="qlora", help="4-bit NF4 base + LoRA")
     method.add_argument("--lora", dest="method", action="store_const", const="lora", help="fp32 base + LoRA")
     method.add_argument("--list", action="store_true", help="list adapters (newest first) and exit")
+    method.add_argument("--merge", metavar="NAME", help="merge adapter NAME into the full-precision base and save it")
     for name, (kind, text) in TRAIN_FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
     parser.add_argument("--target-modules", help="comma-separated module names (default: all attention + MLP)")
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     if args.list:
         return show_adapters(settings.adapters_dir, as_json=args.json)
+    if args.merge:
+        return run_merge(settings, args.merge)
     if args.resume and not settings.train.output:
         return fail("--resume needs --output NAME (the adapter to continue)")
     return run_training(settings, resume=args.resume, compare=not args.no_compare, as_json=args.json)
@@ -98,7 +101,7 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
             print(f"comparing base and adapter on {len(examples)} held-out examples ...", file=sys.stderr)
             manifest["comparison"] = evaluate.compare(settings, folder, settings.train.method, examples)
             write_manifest(folder, manifest)
-    except (DataError, AdapterError, ModelError, OSError) as exc:
+    except (DataError, AdapterError, ModelError, MemoryError) as exc:
         return fail(str(exc))
     if as_json:
         print(json.dumps(manifest, indent=2))
@@ -110,6 +113,22 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
     )
     if "comparison" in manifest:
         print(evaluate.format_table(manifest["comparison"]))
+    return 0
+
+
+def run_merge(settings, name: str) -> int:  # type: ignore[no-untyped-def]
+    from ingestion.cli import quiet_libraries
+
+    quiet_libraries()
+    from app.models import ModelError
+    from finetune.adapter import AdapterError
+    from finetune.merge import merge
+
+    try:
+        target, difference = merge(settings, name)
+    except (AdapterError, ModelError) as exc:
+        return fail(str(exc))
+    print(f"merged {name} into {target}; max logit difference vs base + adapter: {difference:.1e}")
     return 0
 
 

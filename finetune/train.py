@@ -10,10 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.models import llm_model_path
+from app.models import ModelError, llm_model_path
 from app.settings import Settings
 from finetune import adapter, data
 from finetune.model import load_base, with_lora
+from ingestion.loaders import one_line
+
+LIBRARIES_BYTES = 1.2 * 2**30  # torch, transformers, peft, bitsandbytes resident
 
 
 @dataclass
@@ -54,7 +57,7 @@ def tokenize_all(examples: list[data.Messages], tokenizer: Any, max_len: int) ->
 
 def train(settings: Settings, *, resume: bool = False) -> Path:
     """Train an adapter and return its folder; the manifest's `completed` is set only at the end."""
-    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
     cfg = settings.train
     base_path = llm_model_path(settings)
@@ -62,8 +65,9 @@ def train(settings: Settings, *, resume: bool = False) -> Path:
     folder = settings.adapters_dir / name
     if folder.exists() and not resume and adapter.read_manifest_or_none(folder):
         raise adapter.AdapterError(f"adapter {name} exists; use --resume to continue it or another --output")
+    tokenizer = load_tokenizer(base_path)
+    check_memory(base_path, cfg.method)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
     prepared = prepare_data(settings, tokenizer)
     manifest = start_manifest(settings, base_path, tokenizer, prepared)
     adapter.write_manifest(folder, manifest)
@@ -95,6 +99,44 @@ def train(settings: Settings, *, resume: bool = False) -> Path:
     )
     adapter.write_manifest(folder, manifest)
     return folder
+
+
+def load_tokenizer(base_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(base_path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"base model {base_path!r} not found or unreadable: give a local folder or an HF id "
+            f"(downloads need ASKDOCS_OFFLINE=false) [{one_line(exc)}]"
+        ) from None
+
+
+def check_memory(base_path: str, method: str) -> None:
+    """Refuse before loading when the predicted peak exceeds the memory available now.
+
+    Measured on SmolLM2-135M (538 MB of fp32 weights): QLoRA peaks at ~1.8 GB RSS, most of it
+    the libraries; LoRA on the fp32 base adds the weights and their activations.
+    """
+    weights = sum(p.stat().st_size for p in Path(base_path).glob("*.safetensors")) if Path(base_path).is_dir() else 0
+    predicted = LIBRARIES_BYTES + weights * (0.6 if method == "qlora" else 3.0)
+    available = available_memory()
+    if available and predicted > available:
+        raise MemoryError(
+            f"training {method} on {base_path} needs about {predicted / 2**30:.1f} GiB, only "
+            f"{available / 2**30:.1f} GiB are free: use --qlora, a smaller base, --batch-size or --max-seq-len"
+        )
+
+
+def available_memory() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def start_manifest(settings: Settings, base_path: str, tokenizer: Any, prepared: Prepared) -> dict[str, Any]:

@@ -140,3 +140,35 @@ def test_help_lists_every_training_flag() -> None:
         "--list",
     ):
         assert flag in out.stdout
+
+
+def test_merge_matches_base_plus_adapter_and_saves_a_plain_model(trained: Path, llm_data_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForCausalLM
+
+    assert cli.main(["--merge", "toy", "--data-dir", str(llm_data_dir)]) == 0
+    assert "max logit difference vs base + adapter" in capsys.readouterr().out
+    merged = AutoModelForCausalLM.from_pretrained(llm_data_dir / "models" / "merged-toy")
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_adapter_of_another_base_is_refused(trained: Path, llm_data_dir: Path) -> None:
+    with pytest.raises(adapter.AdapterError, match="was trained on base"):
+        adapter.check_base(trained, "some/other-model", "id:some/other-model")
+
+
+def test_missing_base_model_is_one_clear_line(tmp_path: Path, toy_files: tuple[Path, Path], capsys) -> None:  # type: ignore[no-untyped-def]
+    code = cli.main(["--qlora", "--base", str(tmp_path / "no-model"), "--data-dir", str(tmp_path), "--no-compare"])
+    error = capsys.readouterr().err
+    assert code == cli.EXIT_ERROR and error.count("\n") == 1
+    assert "not found or unreadable" in error
+
+
+def test_training_that_cannot_fit_in_memory_is_refused_before_loading(
+    monkeypatch: pytest.MonkeyPatch, llm_data_dir: Path
+) -> None:
+    from finetune import train as train_module
+
+    monkeypatch.setattr(train_module, "available_memory", lambda: 512 * 2**20)
+    base = str(llm_data_dir / "models" / "smollm2-135m-instruct")
+    with pytest.raises(MemoryError, match=r"only 0\.5 GiB are free"):
+        train_module.check_memory(base, "lora")
