@@ -24,9 +24,20 @@ def load_with_adapter(settings: Settings, folder: Path, method: str) -> tuple[An
     from finetune.model import load_base
 
     base_path = llm_model_path(settings)
-    model = PeftModel.from_pretrained(load_base(base_path, method), str(folder))
+    model = PeftModel.from_pretrained(load_base(base_path, method, for_training=False), str(folder))
     model.eval()
     return model, AutoTokenizer.from_pretrained(base_path)
+
+
+def load_chat_model(settings: Settings) -> tuple[Any, Any]:
+    """The base model 4-bit for inference (bitsandbytes' fast CPU path stays on)."""
+    from transformers import AutoTokenizer
+
+    from app.models import llm_model_path
+    from finetune.model import load_base
+
+    base_path = llm_model_path(settings)
+    return load_base(base_path, "qlora", for_training=False).eval(), AutoTokenizer.from_pretrained(base_path)
 
 
 def compare(settings: Settings, folder: Path, method: str, examples: list[data.Messages]) -> dict[str, dict]:
@@ -66,14 +77,16 @@ def eval_loss(model: Any, tokenizer: Any, examples: list[data.Messages]) -> floa
     return total / max(tokens, 1)
 
 
-def generate(model: Any, tokenizer: Any, messages: data.Messages) -> tuple[str, bool]:
+def generate(
+    model: Any, tokenizer: Any, messages: data.Messages, max_new_tokens: int = MAX_NEW_TOKENS
+) -> tuple[str, bool]:
     """Greedy answer, and whether it ended with EOS (a model that never stops is broken)."""
     import torch
 
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         out = model.generate(
-            **prompt, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            **prompt, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
     new = out[0, prompt["input_ids"].shape[1] :].tolist()
     return tokenizer.decode(new, skip_special_tokens=True).strip(), tokenizer.eos_token_id in new

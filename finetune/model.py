@@ -14,7 +14,7 @@ def compute_dtype() -> Any:
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
-def load_base(path: str, method: str) -> Any:
+def load_base(path: str, method: str, *, for_training: bool = True) -> Any:
     """A freshly loaded base: QLoRA = NF4 with double quantization (QLoRA paper), LoRA = fp32."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -28,7 +28,8 @@ def load_base(path: str, method: str) -> Any:
         bnb_4bit_compute_dtype=compute_dtype(),
     )
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map="cpu")
-    keep_4bit_weights_trainable(model)
+    if for_training:
+        keep_4bit_weights_trainable(model)
     return model
 
 
