@@ -42,6 +42,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(OFFLINE) $(PY) -m benchmarks.ingest
+	$(OFFLINE) $(PY) -m benchmarks.finetune
 
 sample-docs: $(STAMP)
 	$(PY) scripts/build_sample_docs.py

@@ -55,7 +55,7 @@ def tokenize_all(examples: list[data.Messages], tokenizer: Any, max_len: int) ->
     return [{key: value[:max_len] for key, value in row.items()} for row in rows], too_long
 
 
-def train(settings: Settings, *, resume: bool = False) -> Path:
+def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train an adapter and return its folder; the manifest's `completed` is set only at the end."""
     from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
@@ -81,6 +81,7 @@ def train(settings: Settings, *, resume: bool = False) -> Path:
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=data.IGNORE, padding=True),
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(folder / "checkpoints") if resume else None)
     final_eval = trainer.evaluate() if len(prepared.eval) else {}
