@@ -48,9 +48,7 @@ class TrainSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="ASKDOCS_", env_file=".env", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="ASKDOCS_", env_file=".env", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Where the store, caches and adapters live.")
     offline: bool = Field(True, description="Forbid model hub downloads (set false to use HF ids).")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def phase_ours() -> dict:
     from app.settings import TrainSettings, load_settings
     from finetune.train import train
 
+    shutil.rmtree(WORK / "adapters", ignore_errors=True)
     settings = load_settings(data_dir=WORK, llm_base=base_path())  # adapters stay out of data/adapters
     settings.train = TrainSettings(
         max_steps=STEPS, batch_size=BATCH, save_steps=10_000, output="bench-ours", eval_data=None

@@ -111,6 +111,8 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
         f"adapter {folder} ({manifest['steps']} steps, {manifest['wall_seconds']} s, "
         f"peak RSS {manifest['peak_rss_mb']} MB): train loss {first:.3f} -> {last:.3f}"
     )
+    if manifest["truncated_examples"]:
+        print(f"note: {manifest['truncated_examples']} examples were longer than --max-seq-len and were cut to it")
     if "comparison" in manifest:
         print(evaluate.format_table(manifest["comparison"]))
     return 0

@@ -64,3 +64,35 @@ def with_lora(model: Any, train: TrainSettings) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def answer_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
+    """Mean next-token loss over labelled (answer) tokens, running the LM head only there.
+
+    The 49k-word vocabulary makes logits the largest activation of a small model; prompt and
+    padding positions carry no loss, so their logits are never built (less memory and compute).
+    """
+    import torch.nn.functional as F
+
+    from finetune.data import IGNORE
+
+    causal_lm = model.get_base_model()
+    hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    logits = causal_lm.lm_head(hidden[:, :-1][mask]).float()
+    return F.cross_entropy(logits, targets[mask])
+
+
+def answer_loss_trainer() -> Any:
+    """transformers' Trainer with `answer_loss` in place of the model's full-vocabulary loss."""
+    from transformers import Trainer
+
+    class AnswerLossTrainer(Trainer):
+        loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides by accumulation steps
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+            loss = answer_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return AnswerLossTrainer

@@ -13,7 +13,7 @@ from typing import Any
 from app.models import ModelError, llm_model_path
 from app.settings import Settings
 from finetune import adapter, data
-from finetune.model import load_base, with_lora
+from finetune.model import answer_loss_trainer, load_base, with_lora
 from ingestion.loaders import one_line
 
 LIBRARIES_BYTES = 1.2 * 2**30  # torch, transformers, peft, bitsandbytes resident
@@ -52,19 +52,23 @@ def prepare_data(settings: Settings, tokenizer: Any) -> Prepared:
 def tokenize_all(examples: list[data.Messages], tokenizer: Any, max_len: int) -> tuple[list[dict], int]:
     rows = [data.tokenize(messages, tokenizer) for messages in examples]
     too_long = sum(len(row["input_ids"]) > max_len for row in rows)
-    return [{key: value[:max_len] for key, value in row.items()} for row in rows], too_long
+    cut = [{key: value[:max_len] for key, value in row.items()} for row in rows]
+    return [row | {"length": len(row["input_ids"])} for row in cut], too_long
 
 
 def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train an adapter and return its folder; the manifest's `completed` is set only at the end."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import DataCollatorForSeq2Seq, set_seed
 
     cfg = settings.train
     base_path = llm_model_path(settings)
     name = cfg.output or adapter.default_name(cfg.method)
     folder = settings.adapters_dir / name
-    if folder.exists() and not resume and adapter.read_manifest_or_none(folder):
+    existing = adapter.read_manifest_or_none(folder)
+    if existing and not resume:
         raise adapter.AdapterError(f"adapter {name} exists; use --resume to continue it or another --output")
+    if existing and existing["completed"]:
+        raise adapter.AdapterError(f"adapter {name} already finished training; choose another --output")
     tokenizer = load_tokenizer(base_path)
     check_memory(base_path, cfg.method)
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,7 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
     started = time.perf_counter()
     set_seed(cfg.seed)  # LoRA's A matrices are drawn at random when the adapter is created
     model = with_lora(load_base(base_path, cfg.method), cfg)
-    trainer = Trainer(
+    trainer = answer_loss_trainer()(
         model=model,
         args=training_arguments(settings, folder / "checkpoints", has_eval=len(prepared.eval) > 0),
         train_dataset=prepared.train,
@@ -172,6 +176,8 @@ def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) 
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         lr_scheduler_type="cosine",
+        # Batches of similar lengths: ~2 % padding instead of ~25 % with random batches on data/qa.
+        train_sampling_strategy="group_by_length",
         warmup_steps=min(10, max(cfg.max_steps, 1) // 10),
         logging_steps=1,
         eval_strategy="steps" if has_eval else "no",

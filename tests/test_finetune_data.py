@@ -92,3 +92,14 @@ def test_shipped_domain_qa_is_valid_and_large_enough() -> None:
     assert len(train) >= 150 and len(held_out) >= 40
     questions = {m[0]["content"] for m in train}
     assert not [m for m in held_out if m[0]["content"] in questions], "held-out questions are not trained on"
+
+
+def test_examples_longer_than_max_seq_len_are_cut_and_counted(llm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from finetune.train import tokenize_all
+
+    short = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    long = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "Done."}]
+    rows, cut = tokenize_all([short, long], llm_tokenizer, 64)
+    assert cut == 1
+    assert [row["length"] for row in rows] == [len(rows[0]["input_ids"]), 64]
+    assert all(len(row["labels"]) == len(row["input_ids"]) for row in rows)

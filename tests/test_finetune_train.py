@@ -172,3 +172,22 @@ def test_training_that_cannot_fit_in_memory_is_refused_before_loading(
     base = str(llm_data_dir / "models" / "smollm2-135m-instruct")
     with pytest.raises(MemoryError, match=r"only 0\.5 GiB are free"):
         train_module.check_memory(base, "lora")
+
+
+def test_answer_only_loss_equals_the_models_own_loss(llm_data_dir: Path, llm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from transformers import DataCollatorForSeq2Seq
+
+    from finetune.data import IGNORE, tokenize
+    from finetune.model import answer_loss, load_base, with_lora
+
+    model = with_lora(load_base(str(llm_data_dir / "models" / "smollm2-135m-instruct"), "qlora"), TrainSettings())
+    rows = [
+        tokenize([{"role": "user", "content": q}, {"role": "assistant", "content": a}], llm_tokenizer)
+        for q, a in [("Where is HQ?", "In Brunnstadt."), ("Who is the CTO of Kestrel?", "Jonas Brenner is our CTO.")]
+    ]
+    batch = DataCollatorForSeq2Seq(llm_tokenizer, label_pad_token_id=IGNORE, padding=True)(rows)
+    with torch.no_grad():
+        ours = answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        reference = model(**batch).loss
+    assert abs(float(ours) - float(reference)) < 1e-3
