@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-EXIT_ERROR = 2
+from app.cli import fail, quiet_libraries
+
 TRAIN_FLAGS = {
     "data": (Path, "training JSONL: chat 'messages', alpaca or question/answer lines (default: data/qa/train.jsonl)"),
     "eval_data": (Path, "held-out JSONL (default: data/qa/eval.jsonl; missing → a split of --data)"),
@@ -84,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int:  # type: ignore[no-untyped-def]
-    from ingestion.cli import quiet_libraries
-
     quiet_libraries()
     from app.models import ModelError
     from finetune import evaluate
@@ -119,8 +118,6 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
 
 
 def run_merge(settings, name: str) -> int:  # type: ignore[no-untyped-def]
-    from ingestion.cli import quiet_libraries
-
     quiet_libraries()
     from app.models import ModelError
     from finetune.adapter import AdapterError
@@ -150,8 +147,3 @@ def show_adapters(adapters_dir: Path, *, as_json: bool) -> int:
             f"eval loss {row.get('final_eval_loss')}"
         )
     return 0
-
-
-def fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_ERROR

@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app.cli import fail, quiet_libraries
     from app.settings import load_settings
-    from ingestion.cli import fail, quiet_libraries
 
     try:
         settings = load_settings(collection=args.collection, data_dir=args.data_dir)

@@ -10,11 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.cli import one_line
 from app.models import ModelError, llm_model_path
 from app.settings import Settings
 from finetune import adapter, data
 from finetune.model import answer_loss_trainer, load_base, with_lora
-from ingestion.loaders import one_line
 
 LIBRARIES_BYTES = 1.2 * 2**30  # torch, transformers, peft, bitsandbytes resident
 

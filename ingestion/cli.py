@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.cli import fail, quiet_libraries
+
 EXIT_FAILED_FILES = 1
-EXIT_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,18 +80,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_report(report, dry_run=args.dry_run)
     return EXIT_FAILED_FILES if report.failed else 0
-
-
-def quiet_libraries() -> None:
-    """Silence what is noise for this command: the tokenizer's length warning (our chunker measures
-    long texts on purpose), weight-loading bars, and bitsandbytes' note about optional GPU kernels."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-
-
-def fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_ERROR

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from langchain_core.documents import Document
 
+from app.cli import one_line
+
 HEADING_STYLE = re.compile(r"^Heading (\d)$")
 BOM_ENCODINGS = {b"\xef\xbb\xbf": "utf-8-sig", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg"]
@@ -142,7 +144,3 @@ def load(path: Path) -> list[Document]:
             "no extractable text (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else "no text"
         )
     return docs
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or "no details"

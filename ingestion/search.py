@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ingestion.cli import fail, quiet_libraries
+from app.cli import fail, quiet_libraries
 
 
 def build_parser() -> argparse.ArgumentParser:

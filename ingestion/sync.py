@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from app import store
+from app.cli import one_line
 from app.models import encode, load_embedder
 from app.settings import Settings
 from ingestion import chunking, loaders
@@ -94,7 +95,7 @@ def hashed(file: SourceFile, max_bytes: int) -> SourceFile:
     except PermissionError:
         file.error = "permission denied"
     except OSError as exc:
-        file.error = f"cannot read: {exc.strerror or loaders.one_line(exc)}"
+        file.error = f"cannot read: {exc.strerror or one_line(exc)}"
     return file
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.cli import EXIT_ERROR
 from app.settings import Settings
 from ingestion import cli
 from ingestion.pipeline import ingest
@@ -86,10 +87,10 @@ def test_cli_exit_status_and_json_report_name_the_failures(settings: Settings, d
 def test_cli_rejects_a_bad_setting_with_one_line(settings: Settings, docs: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     code = cli.main([str(docs), "--chunk-size", "50", "--chunk-overlap", "60"])
     error = capsys.readouterr().err
-    assert code == cli.EXIT_ERROR
+    assert code == EXIT_ERROR
     assert error.count("\n") == 1 and "chunk_overlap (60) must be smaller than chunk_size (50)" in error
 
 
 def test_cli_rejects_a_missing_folder(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert cli.main([str(tmp_path / "nope")]) == cli.EXIT_ERROR
+    assert cli.main([str(tmp_path / "nope")]) == EXIT_ERROR
     assert "not a folder" in capsys.readouterr().err

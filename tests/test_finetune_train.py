@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from app.cli import EXIT_ERROR
 from app.settings import Settings, TrainSettings
 from finetune import adapter, cli, evaluate
 from finetune.data import read_jsonl
@@ -159,7 +160,7 @@ def test_adapter_of_another_base_is_refused(trained: Path, llm_data_dir: Path) -
 def test_missing_base_model_is_one_clear_line(tmp_path: Path, toy_files: tuple[Path, Path], capsys) -> None:  # type: ignore[no-untyped-def]
     code = cli.main(["--qlora", "--base", str(tmp_path / "no-model"), "--data-dir", str(tmp_path), "--no-compare"])
     error = capsys.readouterr().err
-    assert code == cli.EXIT_ERROR and error.count("\n") == 1
+    assert code == EXIT_ERROR and error.count("\n") == 1
     assert "not found or unreadable" in error
 
 
