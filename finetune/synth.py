@@ -83,8 +83,8 @@ def synthesize(settings: Any, output: Path, limit: int | None = None) -> dict[st
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("a") as out, progress_file(output).open("a") as progress:
         for chunk_id, text, meta in tqdm(todo, desc="synthesizing", unit="chunk"):
-            reply, _ = generate(
-                model, tokenizer, [{"role": "user", "content": PROMPT.format(chunk=text)}], MAX_NEW_TOKENS
+            [(reply, _)] = generate(
+                model, tokenizer, [[{"role": "user", "content": PROMPT.format(chunk=text)}]], MAX_NEW_TOKENS
             )
             pair = parse_pair(reply)
             if pair and keep(*pair, text, seen):
