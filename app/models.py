@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings, load_settings
 
@@ -85,6 +85,23 @@ def langchain_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
         model_kwargs={"device": "cpu"},
         encode_kwargs={"normalize_embeddings": True, "batch_size": settings.embedding_batch_size},
     )
+
+
+def load_causal_lm(path: str, *, quantize: bool) -> Any:
+    """The LLM on CPU: 4-bit NF4 with double quantization (bitsandbytes), or plain fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if not quantize:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map="cpu")
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        # bf16 compute only where the CPU does it natively; emulated bf16 is slower than fp32.
+        bnb_4bit_compute_dtype=torch.bfloat16 if cpu_has_bf16() else torch.float32,
+    )
+    return AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map="cpu")
 
 
 def llm_model_path(settings: Settings) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.settings import Settings
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 CHUNKER_VERSION = 1  # bump when chunk boundaries change for the same settings
 META_PREFIX = "askdocs_"
+ROOT_KEY = "source_root"  # not IndexSpec: the folder may move without changing the vectors
 PAGE = 5000  # rows per Chroma get/delete call, well under SQLite's variable limit
 
 
@@ -78,6 +80,26 @@ def check_spec(collection: chromadb.Collection, spec: IndexSpec) -> None:
 
 def describe(spec: IndexSpec) -> str:
     return f"embedding model {spec.embedding_model!r}, chunks {spec.chunk_size}/{spec.chunk_overlap} tokens"
+
+
+def record_root(collection: chromadb.Collection, root: Path) -> None:
+    """Remember the folder a collection mirrors, so the chat can add uploads to it."""
+    metadata = dict(collection.metadata or {})
+    if metadata.get(ROOT_KEY) != str(root.resolve()):
+        collection.modify(metadata={**metadata, ROOT_KEY: str(root.resolve())})
+
+
+def source_root(settings: Settings, name: str) -> Path | None:
+    """The folder `name` was last ingested from, if known."""
+    root = client(settings).get_collection(name, embedding_function=None).metadata or {}
+    return Path(root[ROOT_KEY]) if root.get(ROOT_KEY) else None
+
+
+def collection_names(settings: Settings) -> list[str]:
+    """Collections a user can chat with (not the side copies of a --rebuild in progress)."""
+    if not settings.chroma_dir.exists():
+        return []
+    return sorted(c.name for c in client(settings).list_collections() if not c.name.endswith("-rebuild"))
 
 
 def has_collection(settings: Settings, name: str) -> bool:

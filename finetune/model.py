@@ -4,31 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.models import cpu_has_bf16
+from app.models import load_causal_lm
 from app.settings import TrainSettings
-
-
-def compute_dtype() -> Any:
-    import torch
-
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 def load_base(path: str, method: str, *, for_training: bool = True) -> Any:
     """A freshly loaded base: QLoRA = NF4 with double quantization (QLoRA paper), LoRA = fp32."""
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    if method == "lora":
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map="cpu")
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype(),
-    )
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map="cpu")
-    if for_training:
+    model = load_causal_lm(path, quantize=method == "qlora")
+    if for_training and method == "qlora":
         keep_4bit_weights_trainable(model)
     return model
 

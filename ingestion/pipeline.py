@@ -33,6 +33,7 @@ def ingest(root: Path, settings: Settings, *, rebuild: bool = False, dry_run: bo
             report = Ingestor(settings, collection).run(root)
             if rebuild:
                 collection = swap(chroma, collection, settings.collection)
+            store.record_root(collection, root)
             report.chunks_total = collection.count()
     report.seconds = time.perf_counter() - started
     return report

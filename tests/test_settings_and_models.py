@@ -26,8 +26,8 @@ def test_environment_overrides_defaults_and_flags_override_environment(
 
 
 def test_dotenv_file_is_read(settings: Settings, tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("ASKDOCS_TOP_K=9\n")
-    assert Settings().top_k == 9
+    (tmp_path / ".env").write_text("ASKDOCS_CHUNK_SIZE=90\nASKDOCS_CHAT__TOP_K=9\n")
+    assert (Settings().chunk_size, Settings().chat.top_k) == (90, 9)
 
 
 def test_invalid_setting_names_the_field(settings: Settings) -> None:

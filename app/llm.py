@@ -1,0 +1,196 @@
+"""The chat LLM: the base loaded once per process in 4-bit NF4, LoRA adapters on top, as a
+LangChain chat model that streams tokens.
+
+langchain-huggingface's ChatHuggingFace cannot switch adapters per request or keep two sessions
+from generating through one model at once, so this is a small `BaseChatModel` of our own.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs.chat_generation import merge_chat_generation_chunks
+from pydantic import ConfigDict
+
+from app.settings import ChatSettings, Settings
+
+ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+NO_ADAPTER = "none"  # the settings value that means "the base model alone"
+
+
+@dataclass
+class LoadedModel:
+    """One base model in memory (4-bit) with every adapter asked for so far; one generation at a time."""
+
+    base: str
+    base_hash: str
+    model: Any
+    tokenizer: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    adapters: dict[str, str] = field(default_factory=dict)  # adapter folder -> peft adapter name
+
+    def activate(self, adapter: Path | None) -> Any:
+        """Context in which `self.model` generates with `adapter` (None: the base alone). Hold the lock."""
+        if adapter is None:
+            return self.model.disable_adapter() if self.adapters else nullcontext()
+        key = str(adapter.resolve())
+        if key not in self.adapters:
+            self.adapters[key] = self.load_adapter(adapter)
+        self.model.set_adapter(self.adapters[key])
+        return nullcontext()
+
+    def load_adapter(self, folder: Path) -> str:
+        from peft import PeftModel
+
+        from finetune.adapter import check_base
+
+        check_base(folder, self.base, self.base_hash)
+        name = re.sub(r"\W", "_", folder.name) + f"_{len(self.adapters)}"
+        if self.adapters:
+            self.model.load_adapter(str(folder), adapter_name=name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name)
+        self.model.eval()
+        return name
+
+
+@functools.cache  # once per process, whatever number of sessions or chains ask for it
+def load_model(base: str, base_path: str) -> LoadedModel:
+    from transformers import AutoTokenizer
+
+    from app.models import load_causal_lm
+    from finetune.adapter import base_hash
+
+    model = load_causal_lm(base_path, quantize=True).eval()
+    return LoadedModel(base, base_hash(base_path), model, AutoTokenizer.from_pretrained(base_path))
+
+
+def resolve_adapter(settings: Settings, name: str | None = None) -> Path | None:
+    """The adapter folder to use: a name, a path, "none", or (unset) the newest completed adapter."""
+    from finetune.adapter import AdapterError, newest_completed
+
+    name = name if name is not None else settings.adapter
+    if name == NO_ADAPTER:
+        return None
+    if name is None:
+        return newest_completed(settings.adapters_dir)
+    folder = Path(name) if Path(name).is_dir() else settings.adapters_dir / name
+    if not folder.is_dir():
+        raise AdapterError(f"adapter {name!r} not found in {settings.adapters_dir}: see python -m finetune --list")
+    return folder
+
+
+def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSettings | None = None) -> LocalChatModel:
+    """The chat model the settings ask for; the base weights are shared by every caller."""
+    from app.models import llm_model_path
+
+    loaded = load_model(settings.llm_base, llm_model_path(settings))
+    folder = resolve_adapter(settings, adapter)
+    if folder is not None:
+        with loaded.lock:
+            loaded.activate(folder)  # load and check it now: a wrong base fails before the first question
+    chat = chat or settings.chat
+    return LocalChatModel(
+        loaded=loaded, adapter=folder, max_new_tokens=chat.max_new_tokens, temperature=chat.temperature
+    )
+
+
+class LocalChatModel(BaseChatModel):
+    """Streams tokens from the shared model, rendering messages with the model's own chat template."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    loaded: LoadedModel
+    adapter: Path | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    # Small models fall into loops easily; a mild penalty keeps answers from repeating themselves.
+    repetition_penalty: float = 1.1
+
+    @property
+    def _llm_type(self) -> str:
+        return "askdocs-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"base": self.loaded.base, "adapter": str(self.adapter), "temperature": self.temperature}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        chunks = list(self._stream(messages, stop, run_manager, **kwargs))
+        empty = ChatGenerationChunk(message=AIMessageChunk(content=""))
+        return ChatResult(generations=[merge_chat_generation_chunks(chunks) or empty])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        from transformers import TextIteratorStreamer
+
+        tokenizer = self.loaded.tokenizer
+        rendered = [{"role": ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+        inputs = tokenizer.apply_chat_template(
+            rendered, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled, failure = threading.Event(), []
+        with self.loaded.lock, self.loaded.activate(self.adapter):
+            thread = threading.Thread(target=self._run, args=(inputs, streamer, cancelled, failure), daemon=True)
+            thread.start()
+            try:
+                for text in streamer:
+                    if not text:
+                        continue
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+            finally:  # a reader that stops early (closed page) must not leave the model busy
+                cancelled.set()
+                thread.join()
+        if failure:
+            raise failure[0]
+
+    def _run(self, inputs: dict, streamer: Any, cancelled: threading.Event, failure: list[BaseException]) -> None:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, *args: Any, **kwargs: Any) -> bool:
+                return cancelled.is_set()
+
+        greedy = self.temperature == 0
+        sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.temperature}
+        try:
+            with torch.no_grad():
+                self.loaded.model.generate(
+                    **inputs,
+                    streamer=streamer,
+                    max_new_tokens=self.max_new_tokens,
+                    repetition_penalty=self.repetition_penalty,
+                    pad_token_id=self.loaded.tokenizer.pad_token_id,
+                    stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                    **sampling,
+                )
+        except Exception as exc:  # re-raised in the reader's thread
+            failure.append(exc)
+            streamer.end()

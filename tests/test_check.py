@@ -1,0 +1,102 @@
+"""The chain's check, with the real MiniLM embedder: planted unsupported sentences are flagged,
+citations to passages that were not shown are removed, degenerate outputs become refusals."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pytest
+from langchain_core.documents import Document
+
+from app.check import REFUSAL, check, degenerate, normalise_citations
+from app.models import encode, load_embedder
+from app.settings import ChatSettings, Settings
+
+DOCS = [
+    Document(
+        "Employees in the Berlin office get 30 vacation days per year. Unused days expire on 31 March.",
+        metadata={"source": "hr/handbook.md", "section": "Vacation", "score": 0.71},
+    ),
+    Document(
+        "To reset your VPN password, open the self-service portal and choose Reset. Codes expire after 10 minutes.",
+        metadata={"source": "it/vpn_guide.md", "section": "Reset", "score": 0.55},
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def embed() -> Any:
+    settings = Settings()
+    return partial(encode, settings, load_embedder(settings))
+
+
+def run(answer: str, embed: Any, docs: list[Document] = DOCS, question: str = "How many vacation days?") -> Any:
+    return check({"question": question, "docs": docs, "answer": answer}, ChatSettings(), embed)
+
+
+def test_supported_sentence_keeps_its_citation_and_source(embed: Any) -> None:
+    result = run("Employees in Berlin get 30 vacation days per year [1].", embed)
+    assert not result.refused
+    assert [s["source"] for s in result.sources] == ["hr/handbook.md"]
+    assert result.answer == "Employees in Berlin get 30 vacation days per year [1]."
+
+
+def test_planted_unsupported_sentence_is_flagged(embed: Any) -> None:
+    result = run("Employees in Berlin get 30 vacation days per year [1]. The CEO doubles them every May [1].", embed)
+    assert not result.refused
+    assert result.unsupported == ["The CEO doubles them every May."]
+    assert "[1]" not in result.answer.split(".")[1]
+
+
+def test_wrong_number_is_not_supported_even_with_matching_words(embed: Any) -> None:
+    result = run("Employees in the Berlin office get 45 vacation days per year [1].", embed)
+    assert result.refused and result.answer == REFUSAL
+
+
+def test_citation_to_a_passage_not_in_the_context_is_removed(embed: Any) -> None:
+    result = run("Codes expire after 10 minutes [7].", embed, question="When do reset codes expire?")
+    assert result.removed_citations == [7]
+    assert result.answer == "Codes expire after 10 minutes [2]."
+    assert [s["source"] for s in result.sources] == ["it/vpn_guide.md"]
+
+
+def test_named_source_citation_from_training_style_becomes_a_number() -> None:
+    text, removed = normalise_citations("Reset it in the portal (Source: vpn_guide.md).", DOCS)
+    assert (text, removed) == ("Reset it in the portal [2].", [])
+
+
+def test_answer_with_no_supported_sentence_becomes_an_honest_refusal(embed: Any) -> None:
+    result = run("The office is on the moon and opens at midnight.", embed)
+    assert result.refused and result.answer == REFUSAL
+    assert [s["source"] for s in result.sources] == ["hr/handbook.md", "it/vpn_guide.md"]  # closest listed
+
+
+def test_weak_retrieval_is_refused_before_looking_at_the_answer(embed: Any) -> None:
+    weak = [Document(d.page_content, metadata={**d.metadata, "score": 0.1}) for d in DOCS]
+    result = run("Employees in Berlin get 30 vacation days per year [1].", embed, docs=weak)
+    assert result.refused and "no passage is close" in result.reason
+
+
+def test_model_refusal_is_kept_as_a_refusal(embed: Any) -> None:
+    assert run("I couldn't find this in the documents.", embed).refused
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("", "empty"),
+        ("the the", ""),
+        ("days off days off days off days off days off days off days off days off days off", "loop"),
+        ("[1] (hr/handbook.md · Vacation) Employees in the Berlin office get 30 days", "echoed"),
+        ("Context:\nQuestion: How many vacation days?", "echoed"),
+        ("### 1.2 Vacation\nEmployees get days.", "echoed"),
+    ],
+)
+def test_degenerate_outputs_are_caught(answer: str, reason: str) -> None:
+    assert (reason in degenerate(answer, "How many vacation days?")) if reason else not degenerate(answer, "q")
+
+
+def test_degenerate_answer_becomes_refusal(embed: Any) -> None:
+    result = run("30 days 30 days 30 days 30 days 30 days 30 days 30 days 30 days 30 days 30 days", embed)
+    assert result.refused and "loop" in result.reason
