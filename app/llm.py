@@ -21,7 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.outputs.chat_generation import merge_chat_generation_chunks
-from pydantic import ConfigDict
+from pydantic import ConfigDict, SkipValidation
 
 from app.settings import ChatSettings, Settings
 
@@ -111,7 +111,7 @@ class LocalChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    loaded: LoadedModel
+    loaded: SkipValidation[LoadedModel]  # shared, never copied
     adapter: Path | None = None
     max_new_tokens: int = 256
     temperature: float = 0.0

@@ -65,3 +65,26 @@ def llm_tokenizer(llm_data_dir: Path):  # type: ignore[no-untyped-def]
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(llm_data_dir / "models" / "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def chat_data_dir(tmp_path_factory: pytest.TempPathFactory, llm_data_dir: Path, sample_docs_copy: Path) -> Path:
+    """data/sample_docs ingested, with the converted SmolLM2 shared (not the finetune tests' adapters)."""
+    from ingestion.pipeline import ingest
+
+    data_dir = tmp_path_factory.mktemp("chat-data")
+    (data_dir / "models").symlink_to(llm_data_dir / "models")
+    ingest(sample_docs_copy, Settings(data_dir=data_dir))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(chat_data_dir: Path) -> Path:
+    """A real QLoRA adapter from two training steps: enough to load, switch to and generate with."""
+    from app.settings import TrainSettings
+    from finetune.train import train
+
+    cfg = TrainSettings(
+        data=ROOT / "data" / "qa" / "train.jsonl", eval_data=None, output="tiny", max_steps=2, batch_size=2
+    )
+    return train(Settings(data_dir=chat_data_dir, train=cfg))

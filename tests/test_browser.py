@@ -1,0 +1,114 @@
+"""What a person sees: the real Streamlit server on loopback, driven by headless Chromium
+(Debian's chromium + chromium-driver): ask a question, wait for the checked answer and its
+sources, keep a screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.enable_socket,
+    pytest.mark.allow_hosts(["127.0.0.1"]),
+    pytest.mark.skipif(CHROMEDRIVER is None, reason="needs Debian's chromium-driver (apt-get install chromium-driver)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer on {url}")
+
+
+@pytest.fixture
+def chat_url(chat_data_dir: Path, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = os.environ | {"ASKDOCS_DATA_DIR": str(chat_data_dir), "ASKDOCS_ADAPTER": "none"}
+    log = (tmp_path / "streamlit.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1400",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_browser_user_asks_and_sees_a_cited_answer(chat_url: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(chat_url)
+    box = WebDriverWait(browser, 180).until(
+        ready.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid='stChatInputTextArea']"))
+    )
+    box.send_keys("How do I reset my VPN password?", Keys.ENTER)
+    sources = WebDriverWait(browser, 300).until(
+        ready.presence_of_element_located((By.XPATH, "//*[@data-testid='stExpander']//summary[contains(., 'Sources')]"))
+    )
+    sources.click()
+    time.sleep(1)
+    shot = tmp_path / "chat.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot: {shot}")
+    messages = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")
+    assert len(messages) == 2
+    answer = messages[1].text
+    assert "Sources (" in answer and "Sources (0)" not in answer
+    assert "vpn" in answer.lower()  # the cited passage (file name and snippet) is on screen
+    assert shot.stat().st_size > 10_000
