@@ -98,6 +98,8 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
     result.sentences = judge_sentences(text, docs, settings, embed)
     if not any(s.supported for s in result.sentences):
         return refuse(result, docs, "no sentence of the answer is supported by the retrieved passages")
+    if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
+        return refuse(result, docs, "the supported sentences do not address the question")
     result.answer = " ".join(cite(s) for s in result.sentences)
     cited = sorted({s.source for s in result.sentences if s.supported and s.source})
     result.sources = [source_info(n, docs[n - 1]) for n in cited]
@@ -109,6 +111,15 @@ def refuse(result: CheckedAnswer, docs: list[Document], reason: str) -> CheckedA
     result.answer, result.refused, result.reason = REFUSAL, True, reason
     result.sources = [source_info(n, doc) for n, doc in enumerate(docs[:3], start=1)]
     return result
+
+
+def off_topic(question: str, supported: list[str], settings: ChatSettings, embed: Embed) -> bool:
+    """A passage copied out verbatim is "supported" but may answer nothing: no shared word, far in meaning."""
+    text = " ".join(supported)
+    if content_words(question) & content_words(text):
+        return False
+    vectors = embed([question, text])
+    return float(vectors[0] @ vectors[1]) < settings.min_answer_relevance
 
 
 def is_refusal(answer: str) -> bool:

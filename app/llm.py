@@ -152,7 +152,7 @@ class LocalChatModel(BaseChatModel):
             rendered, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancelled, failure = threading.Event(), []
+        cancelled, failure = threading.Event(), list[BaseException]()
         with self.loaded.lock, self.loaded.activate(self.adapter):
             thread = threading.Thread(target=self._run, args=(inputs, streamer, cancelled, failure), daemon=True)
             thread.start()

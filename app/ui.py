@@ -50,7 +50,7 @@ def sidebar(settings: Settings) -> dict[str, Any]:
         st.stop()
     default = collections.index(settings.collection) if settings.collection in collections else 0
     adapters = adapter_choices(settings)
-    choice = {
+    choice: dict[str, Any] = {
         "collection": st.sidebar.selectbox("Collection", collections, index=default),
         "adapter": st.sidebar.selectbox("Adapter", adapters, help="Newest completed adapter first."),
         "top_k": st.sidebar.slider("Passages retrieved (top-k)", 1, 10, settings.chat.top_k),

@@ -100,3 +100,12 @@ def test_degenerate_outputs_are_caught(answer: str, reason: str) -> None:
 def test_degenerate_answer_becomes_refusal(embed: Any) -> None:
     result = run("30 days 30 days 30 days 30 days 30 days 30 days 30 days 30 days 30 days 30 days", embed)
     assert result.refused and "loop" in result.reason
+
+
+def test_copied_passage_that_does_not_address_the_question_is_refused(embed: Any) -> None:
+    result = run(
+        "To reset your VPN password, open the self-service portal and choose Reset [2].",
+        embed,
+        question="What does the premium plan cost in US dollars?",
+    )
+    assert result.refused and "do not address" in result.reason

@@ -1,0 +1,55 @@
+"""The chain with the real models over data/sample_docs: it streams, rewrites follow-ups from
+the history, refuses what the documents can't answer, and cites the passage it answers from."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.chain import chain_from_settings, stream_answer
+from app.check import REFUSAL, CheckedAnswer
+from app.settings import Settings
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+HELD_OUT = [json.loads(line) for line in (ROOT / "data" / "qa" / "eval.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def chain(chat_data_dir: Path) -> Any:
+    return chain_from_settings(Settings(data_dir=chat_data_dir), adapter="none", max_new_tokens=64)
+
+
+def ask(chain: Any, question: str, history: list[tuple[str, str]] | None = None) -> CheckedAnswer:
+    return chain.invoke({"question": question, "history": history or []})
+
+
+def test_answer_streams_token_by_token_then_the_checked_answer(chain: Any) -> None:
+    async def collect() -> list[Any]:
+        return [
+            item async for item in stream_answer(chain, {"question": "How do I reset my VPN password?", "history": []})
+        ]
+
+    items = asyncio.run(collect())
+    tokens = [i for i in items if isinstance(i, str)]
+    assert len(tokens) > 1
+    assert isinstance(items[-1], CheckedAnswer)
+    assert items[-1].raw_answer == "".join(tokens).strip()
+
+
+def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
+    history = [("How do I reset my VPN password?", "Open the self-service portal and choose Reset [1].")]
+    result = ask(chain, "Who owns that runbook?", history)
+    assert result.query != "Who owns that runbook?"
+    assert "vpn" in result.query.lower() or "password" in result.query.lower()
+
+
+@pytest.mark.parametrize("row", [r for r in HELD_OUT if r["source"] is None], ids=lambda r: r["question"][:40])
+def test_questions_the_documents_cannot_answer_are_refused(chain: Any, row: dict[str, Any]) -> None:
+    result = ask(chain, row["question"])
+    assert result.refused and result.answer == REFUSAL
+    assert result.sources  # the closest passages are still listed
