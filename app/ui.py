@@ -151,7 +151,15 @@ def main() -> None:
     st.set_page_config(page_title="askdocs", page_icon=":material/description:")
     settings = load_settings()
     choice = sidebar(settings)
-    chain = cached_chain(**choice)
+    from app.models import ModelError
+    from app.store import StoreError
+    from finetune.adapter import AdapterError
+
+    try:
+        chain = cached_chain(**choice)
+    except (AdapterError, ModelError, StoreError) as exc:  # e.g. an adapter trained on another base
+        st.error(str(exc))
+        st.stop()
     messages = st.session_state.setdefault("messages", [])
     for message in messages:
         with st.chat_message(message["role"]):
