@@ -29,6 +29,11 @@ ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 NO_ADAPTER = "none"  # the settings value that means "the base model alone"
 
 
+def chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """LangChain messages as the {"role", "content"} dicts chat templates (and training data) use."""
+    return [{"role": ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+
+
 @dataclass
 class LoadedModel:
     """One base model in memory (4-bit) with every adapter asked for so far; one generation at a time."""
@@ -147,9 +152,8 @@ class LocalChatModel(BaseChatModel):
         from transformers import TextIteratorStreamer
 
         tokenizer = self.loaded.tokenizer
-        rendered = [{"role": ROLES.get(m.type, m.type), "content": m.text} for m in messages]
         inputs = tokenizer.apply_chat_template(
-            rendered, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            chat_dicts(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled, failure = threading.Event(), list[BaseException]()

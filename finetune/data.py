@@ -16,7 +16,7 @@ from typing import Any
 IGNORE = -100  # label of tokens that carry no loss
 ROLES = {"system", "user", "assistant"}
 
-Messages = list[dict[str, str]]
+Messages = list[dict[str, Any]]  # {"role", "content"} and, on assistant turns, an optional "weight"
 
 
 class DataError(ValueError):
@@ -76,6 +76,10 @@ def chat_messages(messages: Any, where: str) -> Messages:
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise DataError(f"{where}: field '{field}.role' must be one of {sorted(ROLES)}")
         checked.append({"role": message["role"], "content": text(message, "content", f"{where}: {field}")})
+        if "weight" in message:  # OpenAI's fine-tuning format: weight 0 = shown, not learnt
+            if message["role"] != "assistant" or message["weight"] not in (0, 1):
+                raise DataError(f"{where}: field '{field}.weight' must be 0 or 1, on assistant messages only")
+            checked[-1]["weight"] = message["weight"]
     if checked[-1]["role"] != "assistant":
         raise DataError(f"{where}: field 'messages' must end with an assistant message")
     return checked
@@ -92,13 +96,15 @@ def split_eval(examples: list[Messages], fraction: float, seed: int) -> tuple[li
 def tokenize(messages: Messages, tokenizer: Any) -> dict[str, list[int]]:
     """input_ids and labels: labels copy the ids of assistant turns only (EOS included), else IGNORE.
 
+    Assistant turns with weight 0 (few-shot examples in a prompt) are context, not learnt.
+
     Each assistant turn is located by rendering the conversation up to it, so the prompt side is
     exactly what `apply_chat_template(..., add_generation_prompt=True)` gives at inference.
     """
     ids: list[int] = []
     labels: list[int] = []
     for end, message in enumerate(messages, start=1):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("weight") == 0:
             continue
         prompt = render(tokenizer, messages[: end - 1], generation_prompt=True)
         turn = render(tokenizer, messages[:end], generation_prompt=False)

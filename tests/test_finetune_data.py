@@ -42,6 +42,10 @@ def test_alpaca_input_is_appended_to_the_instruction(tmp_path: Path) -> None:
         ({"messages": [{"role": "bot", "content": "x"}]}, "bad.jsonl:2: field 'messages[0].role' must be one of"),
         ({"messages": [{"role": "user", "content": "x"}]}, "must end with an assistant message"),
         ({"text": "free text"}, "bad.jsonl:2: unknown format"),
+        (
+            {"messages": [{"role": "user", "content": "x", "weight": 0}, {"role": "assistant", "content": "y"}]},
+            "bad.jsonl:2: field 'messages[0].weight' must be 0 or 1, on assistant messages only",
+        ),
     ],
 )
 def test_bad_lines_name_file_line_and_field(tmp_path: Path, line: object, message: str) -> None:
@@ -84,6 +88,19 @@ def test_labels_mask_exactly_the_prompt_and_keep_each_answer_with_its_eos(llm_to
     # the prompt side is exactly what inference renders for the second question
     second = data.render(llm_tokenizer, messages[:4], generation_prompt=True)
     assert ids[: len(second)] == second
+
+
+def test_assistant_turns_with_weight_0_are_shown_but_not_learnt(tmp_path: Path, llm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    few_shot = [
+        {"role": "user", "content": "Example question?"},
+        {"role": "assistant", "content": "Example answer.", "weight": 0},
+    ]
+    line = {"messages": [*few_shot, {"role": "user", "content": "Real?"}, {"role": "assistant", "content": "Real."}]}
+    [messages] = data.read_jsonl(write(tmp_path / "w.jsonl", line))
+    row = data.tokenize(messages, llm_tokenizer)
+    learnt = [i for i, label in zip(row["input_ids"], row["labels"], strict=True) if label != data.IGNORE]
+    assert llm_tokenizer.decode(learnt) == "Real.<|im_end|>"
+    assert "Example answer." in llm_tokenizer.decode(row["input_ids"])
 
 
 def test_shipped_domain_qa_is_valid_and_large_enough() -> None:
