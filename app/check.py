@@ -23,6 +23,8 @@ CITATION = re.compile(r"\s?\[(\d+)\]")
 NAMED_CITATION = re.compile(r"\s?\(Sources?:\s*([^)]*)\)", re.IGNORECASE)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+# E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
+IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\]>]+[^\s)\]>.,;:!?]")
 WORD = re.compile(r"[\w€$%.-]+")
 REFUSAL_HINTS = ("couldn't find", "could not find", "can't find", "cannot find", "don't know", "not in the documents")
 ECHO = re.compile(r"Context:|Question:|\[\d+\] \(|Use only the numbered context|^#{1,6} |```", re.MULTILINE)
@@ -187,13 +189,16 @@ def cite(sentence: Sentence) -> str:
 def judge(plain: str, cited: list[int], similarities: Any, docs: list[Document], settings: ChatSettings) -> Sentence:
     """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported."""
     words, numbers = content_words(plain), set(NUMBER.findall(plain))
+    identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
     scores = []
     for number, doc in enumerate(docs, start=1):
         overlap = len(words & content_words(doc.page_content)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
-        states_its_numbers = numbers <= set(NUMBER.findall(doc.page_content))
+        states_its_facts = numbers <= set(NUMBER.findall(doc.page_content)) and all(
+            i in doc.page_content.lower() for i in identifiers
+        )
         close = similarity >= settings.support_similarity or overlap >= settings.support_overlap
-        supported = states_its_numbers and close
+        supported = states_its_facts and close
         scores.append((supported, number in cited, similarity + overlap, number, similarity, overlap))
     supported, _, _, number, similarity, overlap = max(scores)
     return Sentence(plain, supported, number if supported else None, cited, round(similarity, 3), round(overlap, 3))

@@ -54,6 +54,25 @@ def test_wrong_number_is_not_supported_even_with_matching_words(embed: Any) -> N
     assert result.refused and result.answer == REFUSAL
 
 
+@pytest.mark.parametrize(
+    ("answer", "supported"),
+    [
+        ("Ask the Berlin office manager, Megan Holt, at megan.holt@kestrel-dynamics.com [1].", True),
+        ("Ask the Berlin office manager, Megan Holt, at megan.holt@kestrel-dynamics.co.il [1].", False),
+        ("Berlin office details are at https://intranet.kestrel.example/berlin [1].", True),
+        ("Berlin office details are at https://intranet.kestrel.example/munich [1].", False),
+    ],
+)
+def test_e_mails_and_links_must_appear_verbatim(embed: Any, answer: str, supported: bool) -> None:
+    office = Document(
+        "Berlin office: manager Megan Holt, megan.holt@kestrel-dynamics.com, https://intranet.kestrel.example/berlin.",
+        metadata={"source": "company/offices.csv", "score": 0.7},
+    )
+    result = run(answer, embed, docs=[office], question="Who runs the Berlin office?")
+    assert result.refused is not supported
+    assert bool(result.sentences and result.sentences[0].supported) is supported
+
+
 def test_citation_to_a_passage_not_in_the_context_is_removed(embed: Any) -> None:
     result = run("Codes expire after 10 minutes [7].", embed, question="When do reset codes expire?")
     assert result.removed_citations == [7]
