@@ -29,17 +29,6 @@ def load_with_adapter(settings: Settings, folder: Path, method: str) -> tuple[An
     return model, AutoTokenizer.from_pretrained(base_path)
 
 
-def load_chat_model(settings: Settings) -> tuple[Any, Any]:
-    """The base model 4-bit for inference (bitsandbytes' fast CPU path stays on)."""
-    from transformers import AutoTokenizer
-
-    from app.models import llm_model_path
-    from finetune.model import load_base
-
-    base_path = llm_model_path(settings)
-    return load_base(base_path, "qlora", for_training=False).eval(), AutoTokenizer.from_pretrained(base_path)
-
-
 def compare(settings: Settings, folder: Path, method: str, examples: list[data.Messages]) -> dict[str, dict]:
     """Metrics per configuration: {"base": {...}, "adapter": {...}}."""
     from app.models import load_embedder

@@ -71,14 +71,17 @@ def synthesize(settings: Any, output: Path, limit: int | None = None) -> dict[st
     from tqdm import tqdm
 
     from app import store
-    from finetune.evaluate import generate, load_chat_model
+    from app.llm import load_model
+    from app.models import llm_model_path
+    from finetune.evaluate import generate
 
     collection = store.client(settings).get_collection(settings.collection)
     rows: Any = collection.get(include=["documents", "metadatas"])
     chunks = sorted(zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True))
     done, seen = already_done(output)
     todo = [c for c in chunks if c[0] not in done][:limit]
-    model, tokenizer = load_chat_model(settings)
+    loaded = load_model(settings.llm_base, llm_model_path(settings))  # the chat's copy, 4-bit
+    model, tokenizer = loaded.model, loaded.tokenizer
     counts = {"chunks": len(todo), "kept": 0, "dropped": 0}
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("a") as out, progress_file(output).open("a") as progress:
