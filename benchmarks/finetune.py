@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "finetune"
 STEPS, BATCH = 12, 8
@@ -178,10 +180,7 @@ def main() -> int:
         ]
     )
     print(text)
-    results_file = ROOT / "benchmarks" / "RESULTS.md"
-    results_file.write_text(
-        results_file.read_text().split("## QLoRA training benchmark")[0].rstrip() + "\n\n" + text + "\n"
-    )
+    write_section("QLoRA training benchmark", text)
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import shutil
 import subprocess
@@ -25,10 +24,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+from benchmarks import machine, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
 CORPUS = WORK / "corpus"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 TARGET_CHUNKS = 2000
 
 
@@ -139,7 +139,7 @@ def report(results: dict[str, dict]) -> str:
     lines = [
         f"## Ingestion benchmark — {date.today()}",
         "",
-        f"Machine: {platform.machine()}, {cpu_count()} cores, Python {platform.python_version()}.",
+        machine(),
         "Command: `make bench`.",
         "",
         "| phase | seconds | chunks | peak RSS MB |",
@@ -156,12 +156,6 @@ def report(results: dict[str, dict]) -> str:
         "The naive pipeline makes fewer, longer chunks (1000 characters) and truncates those past 256 tokens.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = run_phase(name)
     text = report(results)
     print(text)
-    RESULTS.write_text("# Benchmark results\n\n" + text)
+    write_section("Ingestion benchmark", text)
     return 0
 
 

@@ -42,7 +42,7 @@ def test_bundled_embedding_model_resolves_to_the_packaged_folder() -> None:
 
 
 def test_half_written_or_damaged_llm_cache_is_not_taken_as_complete(tmp_path: Path) -> None:
-    gguf = models._smollm2_gguf()
+    gguf = models.smollm2_gguf()
     target = tmp_path / "llm"
     target.mkdir()
     assert not models._is_complete(target, gguf)
