@@ -36,9 +36,10 @@ def chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 @dataclass
 class LoadedModel:
-    """One base model in memory (4-bit) with every adapter asked for so far; one generation at a time."""
+    """One base model in memory (4-bit or fp32) with every adapter asked for so far; one generation at a time."""
 
     base: str
+    precision: str
     base_hash: str
     model: Any
     tokenizer: Any
@@ -71,14 +72,25 @@ class LoadedModel:
 
 
 @functools.cache  # once per process, whatever number of sessions or chains ask for it
-def load_model(base: str, base_path: str) -> LoadedModel:
+def load_model(base: str, base_path: str, precision: str = "nf4") -> LoadedModel:
     from transformers import AutoTokenizer
 
     from app.models import load_causal_lm
     from finetune.adapter import base_hash
 
-    model = load_causal_lm(base_path, quantize=True).eval()
-    return LoadedModel(base, base_hash(base_path), model, AutoTokenizer.from_pretrained(base_path))
+    model = load_causal_lm(base_path, quantize=precision == "nf4").eval()
+    return LoadedModel(base, precision, base_hash(base_path), model, AutoTokenizer.from_pretrained(base_path))
+
+
+def llm_precision(settings: Settings) -> str:
+    """nf4 or fp32: `auto` picks 4-bit where the hardware computes it fast (a GPU, or native CPU bf16)."""
+    if settings.llm_precision != "auto":
+        return settings.llm_precision
+    import torch
+
+    from app.models import cpu_has_bf16
+
+    return "nf4" if torch.cuda.is_available() or cpu_has_bf16() else "fp32"
 
 
 def resolve_adapter(settings: Settings, name: str | None = None) -> Path | None:
@@ -100,7 +112,7 @@ def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSetting
     """The chat model the settings ask for; the base weights are shared by every caller."""
     from app.models import llm_model_path
 
-    loaded = load_model(settings.llm_base, llm_model_path(settings))
+    loaded = load_model(settings.llm_base, llm_model_path(settings), llm_precision(settings))
     folder = resolve_adapter(settings, adapter)
     if folder is not None:
         with loaded.lock:

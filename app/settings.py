@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     collection: str = Field("docs", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
 
     llm_base: str = Field(BUNDLED_LLM, description="Base LLM: HF id or path.")
+    # Measured (benchmarks/RESULTS.md, "Generation"): on CPUs without native bf16 bitsandbytes'
+    # 4-bit kernels decode at half the speed of plain fp32 and save no resident memory for a
+    # 135M model; with native bf16 (or a GPU) 4-bit is as fast and 5x smaller.
+    llm_precision: Literal["auto", "nf4", "fp32"] = Field(
+        "auto", description="Chat model weights: nf4 (4-bit bitsandbytes), fp32, or auto (nf4 where bf16 is native)."
+    )
     adapter: str | None = Field(
         None, description="Adapter name under DATA_DIR/adapters or a path; 'none' = base alone; unset = newest."
     )

@@ -61,7 +61,11 @@ def sidebar(settings: Settings) -> dict[str, Any]:
         choice["adapter"] = NO_ADAPTER
     if st.sidebar.button("New chat", icon=":material/add_comment:"):
         st.session_state.messages = []
-    st.sidebar.caption(f"Base model: {escape(settings.llm_base)}  \nAdapter: {escape(choice['adapter'])}")
+    from app.llm import llm_precision
+
+    st.sidebar.caption(
+        f"Base model: {escape(settings.llm_base)} ({llm_precision(settings)})  \nAdapter: {escape(choice['adapter'])}"
+    )
     upload_form(settings, choice["collection"])
     return choice
 
