@@ -53,3 +53,17 @@ def test_questions_the_documents_cannot_answer_are_refused(chain: Any, row: dict
     result = ask(chain, row["question"])
     assert result.refused and result.answer == REFUSAL
     assert result.sources  # the closest passages are still listed
+
+
+def test_eight_sessions_at_once_get_the_answers_they_would_get_alone(chain: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.llm import load_model
+
+    questions = [row["question"] for row in HELD_OUT if row["source"]][:8]
+    alone = [ask(chain, q).raw_answer for q in questions]
+    loaded = load_model.cache_info()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(lambda q: ask(chain, q).raw_answer, questions))
+    assert together == alone
+    assert load_model.cache_info().currsize == loaded.currsize  # no second copy of the model

@@ -69,7 +69,7 @@ def test_command_writes_trainable_lines_from_the_store(chat_data_dir: Path, tmp_
 def test_bad_lines_are_named(chat_data_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "Q?", "answer": "A.", "source": 3}) + "\n")
-    assert main([str(qa), str(tmp_path / "out.jsonl"), "--data-dir", str(chat_data_dir)]) == 1
+    assert main([str(qa), str(tmp_path / "out.jsonl"), "--data-dir", str(chat_data_dir)]) == 2
     assert f"{qa}:1: field 'source' must be a path string or null" in capsys.readouterr().err
     assert not (tmp_path / "out.jsonl").exists()
     with pytest.raises(SystemExit):
