@@ -89,3 +89,15 @@ def test_bf16_embeddings_stay_in_the_fp32_vector_space(settings: Settings) -> No
     fp32 = models.encode(settings.model_copy(update={"embedding_precision": "fp32"}), model, texts)
     bf16 = models.encode(settings.model_copy(update={"embedding_precision": "bf16"}), model, texts)
     assert np.min(np.sum(fp32 * bf16, axis=1)) > 0.999
+
+
+def test_llm_precision_auto_takes_4bit_only_where_it_is_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import models
+    from app.llm import llm_precision
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    for native_bf16, expected in [(True, "nf4"), (False, "fp32")]:
+        monkeypatch.setattr(models, "cpu_has_bf16", lambda native_bf16=native_bf16: native_bf16)
+        assert llm_precision(Settings()) == expected
+        assert llm_precision(Settings(llm_precision="nf4")) == "nf4"
+        assert llm_precision(Settings(llm_precision="fp32")) == "fp32"
