@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 EXIT_ERROR = 2
 
@@ -25,3 +30,20 @@ def quiet_libraries() -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def ingested_settings(collection: str | None, data_dir: Path | None) -> Settings | int:
+    """Settings for a command that reads an ingested collection, or the exit code of a one-line error."""
+    from pydantic import ValidationError
+
+    from app.settings import load_settings
+    from app.store import StoreError, has_collection
+
+    try:
+        settings = load_settings(collection=collection, data_dir=data_dir)
+    except ValidationError as exc:
+        return fail(str(exc.errors()[0]["msg"]))
+    quiet_libraries()
+    if not has_collection(settings, settings.collection):
+        return fail(str(StoreError(f"no collection '{settings.collection}': run `python -m ingestion DIR` first")))
+    return settings

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
-from pydantic import ValidationError
 
 from app.check import NAMED_CITATION, REFUSAL, content_words
 
@@ -83,20 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from app.cli import fail, quiet_libraries
-    from app.settings import load_settings
-    from app.store import StoreError, has_collection
+    from app.cli import fail, ingested_settings
     from finetune.data import DataError
 
-    try:
-        settings = load_settings(collection=args.collection, data_dir=args.data_dir)
-    except ValidationError as exc:
-        return fail(str(exc.errors()[0]["msg"]))
-    quiet_libraries()
     if not args.input.is_file():
         return fail(f"{args.input}: no such file")
-    if not has_collection(settings, settings.collection):
-        return fail(str(StoreError(f"no collection '{settings.collection}': run `python -m ingestion DIR` first")))
+    settings = ingested_settings(args.collection, args.data_dir)
+    if isinstance(settings, int):
+        return settings
     try:
         counts = convert(settings, args.input, args.output)
     except DataError as exc:

@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from finetune.evaluate import words
 
 PROMPT = (
@@ -113,18 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from app.cli import fail, quiet_libraries
-    from app.settings import load_settings
+    from app.cli import ingested_settings
 
-    try:
-        settings = load_settings(collection=args.collection, data_dir=args.data_dir)
-    except ValidationError as exc:
-        return fail(str(exc.errors()[0]["msg"]))
-    quiet_libraries()
-    from app.store import StoreError, has_collection
-
-    if not has_collection(settings, settings.collection):
-        return fail(str(StoreError(f"no collection '{settings.collection}': run `python -m ingestion DIR` first")))
+    settings = ingested_settings(args.collection, args.data_dir)
+    if isinstance(settings, int):
+        return settings
     counts = synthesize(settings, args.output, args.limit)
     print(f"{counts['chunks']} chunks read, {counts['kept']} pairs kept, {counts['dropped']} dropped -> {args.output}")
     return 0
