@@ -1,5 +1,5 @@
-"""The chat LLM: the base loaded once per process in 4-bit NF4, LoRA adapters on top, as a
-LangChain chat model that streams tokens.
+"""The chat LLM: the base loaded once per process (4-bit NF4 or fp32, `llm_precision`), LoRA
+adapters on top, as a LangChain chat model that streams tokens.
 
 langchain-huggingface's ChatHuggingFace cannot switch adapters per request or keep two sessions
 from generating through one model at once, so this is a small `BaseChatModel` of our own.
@@ -39,7 +39,6 @@ class LoadedModel:
     """One base model in memory (4-bit or fp32) with every adapter asked for so far; one generation at a time."""
 
     base: str
-    precision: str
     base_hash: str
     model: Any
     tokenizer: Any
@@ -72,14 +71,21 @@ class LoadedModel:
 
 
 @functools.cache  # once per process, whatever number of sessions or chains ask for it
-def load_model(base: str, base_path: str, precision: str = "nf4") -> LoadedModel:
+def load_model(base: str, base_path: str, precision: str) -> LoadedModel:
     from transformers import AutoTokenizer
 
     from app.models import load_causal_lm
     from finetune.adapter import base_hash
 
     model = load_causal_lm(base_path, quantize=precision == "nf4").eval()
-    return LoadedModel(base, precision, base_hash(base_path), model, AutoTokenizer.from_pretrained(base_path))
+    return LoadedModel(base, base_hash(base_path), model, AutoTokenizer.from_pretrained(base_path))
+
+
+def shared_model(settings: Settings) -> LoadedModel:
+    """The settings' base model, loaded once per process and shared by every caller."""
+    from app.models import llm_model_path
+
+    return load_model(settings.llm_base, llm_model_path(settings), llm_precision(settings))
 
 
 def llm_precision(settings: Settings) -> str:
@@ -110,9 +116,7 @@ def resolve_adapter(settings: Settings, name: str | None = None) -> Path | None:
 
 def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSettings | None = None) -> LocalChatModel:
     """The chat model the settings ask for; the base weights are shared by every caller."""
-    from app.models import llm_model_path
-
-    loaded = load_model(settings.llm_base, llm_model_path(settings), llm_precision(settings))
+    loaded = shared_model(settings)
     folder = resolve_adapter(settings, adapter)
     if folder is not None:
         with loaded.lock:

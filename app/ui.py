@@ -40,7 +40,7 @@ def adapter_choices(settings: Settings) -> list[str]:
 
 
 def sidebar(settings: Settings) -> dict[str, Any]:
-    from app.llm import NO_ADAPTER
+    from app.llm import NO_ADAPTER, llm_precision
     from app.store import collection_names
 
     st.sidebar.title("askdocs")
@@ -61,8 +61,6 @@ def sidebar(settings: Settings) -> dict[str, Any]:
         choice["adapter"] = NO_ADAPTER
     if st.sidebar.button("New chat", icon=":material/add_comment:"):
         st.session_state.messages = []
-    from app.llm import llm_precision
-
     st.sidebar.caption(
         f"Base model: {escape(settings.llm_base)} ({llm_precision(settings)})  \nAdapter: {escape(choice['adapter'])}"
     )

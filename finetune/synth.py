@@ -69,8 +69,7 @@ def synthesize(settings: Any, output: Path, limit: int | None = None) -> dict[st
     from tqdm import tqdm
 
     from app import store
-    from app.llm import llm_precision, load_model
-    from app.models import llm_model_path
+    from app.llm import shared_model
     from finetune.evaluate import generate
 
     collection = store.client(settings).get_collection(settings.collection)
@@ -78,7 +77,7 @@ def synthesize(settings: Any, output: Path, limit: int | None = None) -> dict[st
     chunks = sorted(zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True))
     done, seen = already_done(output)
     todo = [c for c in chunks if c[0] not in done][:limit]
-    loaded = load_model(settings.llm_base, llm_model_path(settings), llm_precision(settings))  # the chat's copy
+    loaded = shared_model(settings)  # the chat's copy
     model, tokenizer = loaded.model, loaded.tokenizer
     counts = {"chunks": len(todo), "kept": 0, "dropped": 0}
     output.parent.mkdir(parents=True, exist_ok=True)
