@@ -1,31 +1,126 @@
-"""The retriever: top-k chunks from the Chroma collection ingestion built, each with its score."""
+"""The retriever: dense (Chroma), keyword (BM25) or both fused by reciprocal rank, with filters.
+
+Each returned chunk carries `score`, the cosine similarity of the question and the chunk (the
+chain refuses when the best one is too low), whichever search found it.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from fnmatch import fnmatchcase
 from typing import Any
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from app.settings import Settings
+from app.bm25 import Bm25Index
+from app.settings import RetrievalSettings, Settings
 
 
-class StoreRetriever(BaseRetriever):
-    """Dense search; the cosine similarity goes into each document's metadata as `score`."""
+class Searchable:
+    """One collection: its Chroma collection and its BM25 index."""
 
-    store: Any  # langchain_chroma.Chroma
+    def __init__(self, collection: Any, index: Bm25Index):
+        self.collection = collection
+        self.index = index
+
+    def allowed(self, source_glob: str | None, file_types: tuple[str, ...]) -> np.ndarray | None:
+        """Which chunks pass the filters (None: all)."""
+        if not source_glob and not file_types:
+            return None
+        mask = np.ones(len(self.index.ids), dtype=bool)
+        if source_glob:
+            mask &= np.array([fnmatchcase(s, source_glob) for s in self.index.fields["source"]], dtype=bool)
+        if file_types:
+            mask &= np.isin(self.index.fields["file_type"], [t.lower().lstrip(".") for t in file_types])
+        return mask
+
+    def dense(self, vector: list[float], k: int, allowed: np.ndarray | None) -> list[str]:
+        where = None
+        if allowed is not None:  # file type follows from the source, so the sources say it all
+            if not allowed.any():
+                return []
+            where = {"source": {"$in": sorted({self.index.fields["source"][n] for n in np.flatnonzero(allowed)})}}
+            k = min(k, int(allowed.sum()))
+        result = self.collection.query(query_embeddings=[vector], n_results=k, where=where, include=[])
+        return result["ids"][0]
+
+    def keyword(self, query: str, k: int, allowed: np.ndarray | None) -> list[str]:
+        return [chunk_id for chunk_id, _ in self.index.search(query, k, allowed)]
+
+
+def rrf(rankings: list[tuple[float, list[Any]]], k: int) -> list[Any]:
+    """Reciprocal-rank fusion: each (weight, ranked keys) list adds weight / (k + rank) to a key."""
+    scores: dict[Any, float] = defaultdict(float)
+    for weight, ranked in rankings:
+        for rank, key in enumerate(ranked, start=1):
+            scores[key] += weight / (k + rank)
+    return sorted(scores, key=lambda key: -scores[key])
+
+
+class HybridRetriever(BaseRetriever):
+    """Top-k chunks over one or more collections by `mode`: dense, bm25 or hybrid (RRF of both)."""
+
+    searchables: list[Any]  # Searchable, one per collection
+    names: list[str]
+    embeddings: Any  # LangChain Embeddings, the model the collections were built with
     k: int = 4
+    options: RetrievalSettings = RetrievalSettings()
+    source_glob: str | None = None  # e.g. "hr/*" or "*.pdf", matched against the chunk's source
+    file_types: tuple[str, ...] = ()  # e.g. ["pdf", "docx"]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        hits = self.store.similarity_search_with_relevance_scores(query, k=self.k)
-        return [
-            Document(page_content=doc.page_content, metadata={**doc.metadata, "score": round(score, 4)}, id=doc.id)
-            for doc, score in hits
-        ]
+        vector = self.embeddings.embed_query(query)
+        depth = max(self.options.candidates, self.k)
+        rankings: list[tuple[float, list[Any]]] = []
+        for n, searchable in enumerate(self.searchables):
+            allowed = searchable.allowed(self.source_glob, self.file_types)
+            if self.options.mode != "bm25":
+                hits = searchable.dense(vector, depth, allowed)
+                rankings.append((self.options.dense_weight, [(n, i) for i in hits]))
+            if self.options.mode != "dense":
+                hits = searchable.keyword(query, depth, allowed)
+                rankings.append((self.options.bm25_weight, [(n, i) for i in hits]))
+        return self.documents(rrf(rankings, self.options.rrf_k)[: self.k], vector)
+
+    def documents(self, keys: list[tuple[int, str]], vector: list[float]) -> list[Document]:
+        """The chunks for (collection number, id) keys, in order, scored by cosine similarity."""
+        found: dict[tuple[int, str], Document] = {}
+        for n in sorted({n for n, _ in keys}):
+            ids = [i for m, i in keys if m == n]
+            got = self.searchables[n].collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+            for chunk_id, text, meta, emb in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+            ):
+                score = round(float(np.dot(vector, emb)), 4)  # both normalised: cosine
+                metadata = {**meta, "score": score, "collection": self.names[n]}
+                found[(n, chunk_id)] = Document(page_content=text, metadata=metadata, id=chunk_id)
+        return [found[key] for key in keys if key in found]
 
 
-def retriever(settings: Settings, collection: str | None = None, k: int | None = None) -> StoreRetriever:
-    from app.store import vectorstore
+def retriever(
+    settings: Settings,
+    collection: str | list[str] | None = None,
+    k: int | None = None,
+    **filters: Any,
+) -> HybridRetriever:
+    """The retriever over `collection` (default: the settings'); `filters`: source_glob, file_types."""
+    from app.bm25 import open_index
+    from app.models import langchain_embeddings
+    from app.store import checked_collection
 
-    return StoreRetriever(store=vectorstore(settings, collection), k=k or settings.chat.top_k)
+    names = [collection] if isinstance(collection, str) else collection or [settings.collection]
+    searchables = []
+    for name in names:
+        chroma = checked_collection(settings, name)
+        searchables.append(Searchable(chroma, open_index(settings.chroma_dir, chroma)))
+    return HybridRetriever(
+        searchables=searchables,
+        names=names,
+        embeddings=langchain_embeddings(settings),
+        k=k or settings.chat.top_k,
+        options=settings.retrieval,
+        **filters,
+    )

@@ -64,6 +64,17 @@ class ChatSettings(BaseModel):
     history_turns: int = Field(3, ge=0, description="Earlier question/answer pairs used to rewrite a follow-up.")
 
 
+class RetrievalSettings(BaseModel):
+    """How chunks are found: dense (embeddings), bm25 (keywords) or hybrid (both, fused by RRF)."""
+
+    # Chosen by `python -m evaluation` (benchmarks/RESULTS.md, "Retrieval quality").
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    candidates: int = Field(20, gt=0, description="Results taken from each search before fusing.")
+    rrf_k: int = Field(60, gt=0, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank).")
+    dense_weight: float = Field(1.0, ge=0)
+    bm25_weight: float = Field(1.0, ge=0)
+
+
 class Settings(BaseSettings):
     """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
 
@@ -96,6 +107,7 @@ class Settings(BaseSettings):
     adapter: str | None = Field(
         None, description="Adapter name under DATA_DIR/adapters or a path; 'none' = base alone; unset = newest."
     )
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
 

@@ -120,19 +120,25 @@ def delete_ids(collection: chromadb.Collection, ids: list[str]) -> None:
         collection.delete(ids=ids[start : start + PAGE])
 
 
+def checked_collection(settings: Settings, name: str) -> chromadb.Collection:
+    """An existing collection built with the settings' embedding model and chunking."""
+    if not has_collection(settings, name):
+        raise StoreError(f"no collection '{name}' in {settings.chroma_dir}: run `python -m ingestion DIR` first")
+    collection = client(settings).get_collection(name, embedding_function=None)
+    check_spec(collection, IndexSpec.from_settings(settings))
+    return collection
+
+
 def vectorstore(settings: Settings, collection: str | None = None) -> Chroma:
-    """The LangChain view of an existing collection, for retrieval."""
+    """The LangChain view of an existing collection."""
     from langchain_chroma import Chroma
 
     from app.models import langchain_embeddings
 
     name = collection or settings.collection
-    if not has_collection(settings, name):
-        raise StoreError(f"no collection '{name}' in {settings.chroma_dir}: run `python -m ingestion DIR` first")
-    chroma = client(settings)
-    check_spec(chroma.get_collection(name, embedding_function=None), IndexSpec.from_settings(settings))
+    checked_collection(settings, name)
     return Chroma(
-        client=chroma,
+        client=client(settings),
         collection_name=name,
         embedding_function=langchain_embeddings(settings),
         create_collection_if_not_exists=False,

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app import store
+from app import bm25, store
 from app.settings import Settings
 from ingestion.report import Report
 from ingestion.sync import Ingestor
@@ -34,6 +34,8 @@ def ingest(root: Path, settings: Settings, *, rebuild: bool = False, dry_run: bo
             if rebuild:
                 collection = swap(chroma, collection, settings.collection)
             store.record_root(collection, root)
+            with report.timed("keyword index"):
+                bm25.open_index(settings.chroma_dir, collection)  # rebuilt here when chunks changed
             report.chunks_total = collection.count()
     report.seconds = time.perf_counter() - started
     return report

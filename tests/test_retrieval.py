@@ -1,0 +1,134 @@
+"""Hybrid retrieval: BM25 beside Chroma, fused by reciprocal rank, with filters, over collections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app import bm25, store
+from app.retrieval import retriever, rrf
+from app.settings import Settings
+from ingestion.pipeline import ingest
+
+CAUSES = [
+    "the coolant valve sticks",
+    "the spindle overheats",
+    "the door interlock is open",
+    "the air pressure drops",
+    "the encoder cable is loose",
+    "the lubricant tank is empty",
+    "the tool changer jams",
+    "the fan filter is clogged",
+]
+
+
+@pytest.fixture
+def planted(settings: Settings, tmp_path: Path) -> Path:
+    """Eight fault pages alike but for their code, a travel page and a look-alike about money back."""
+    root = tmp_path / "planted"
+    (root / "faults").mkdir(parents=True)
+    for n, cause in enumerate(CAUSES):
+        code = f"E-{4417 + n}"
+        (root / "faults" / f"{code.lower()}.md").write_text(
+            f"# Fault {code}\n\nThe controller reports fault {code} when {cause}. Stop and call maintenance.\n"
+        )
+    (root / "travel.md").write_text(
+        "# Business trips\n\nEmployees on business trips are reimbursed for hotels, trains and meals once receipts "
+        "are submitted in the expenses portal.\n"
+    )
+    (root / "guarantee.md").write_text(
+        "# Customer guarantee\n\nCustomers who are unhappy get their money back within 30 days; "
+        "our support team takes the call.\n"
+    )
+    ingest(root, settings)
+    return root
+
+
+def search(settings: Settings, mode: str, query: str, k: int = 4, **filters: object) -> list[str]:
+    chosen = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"mode": mode})})
+    return [d.metadata["source"] for d in retriever(chosen, k=k, **filters).invoke(query)]
+
+
+def test_hybrid_finds_an_exact_code_that_dense_search_ranks_below_its_look_alikes(
+    settings: Settings, planted: Path
+) -> None:
+    question = "What does fault E-4421 mean?"
+    assert search(settings, "dense", question)[0] != "faults/e-4421.md"  # the planted trap works
+    assert search(settings, "hybrid", question)[0] == "faults/e-4421.md"
+
+
+def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted: Path) -> None:
+    question = "How do I get my money back after a work journey?"
+    assert "travel.md" not in search(settings, "bm25", question)  # no shared word
+    assert "travel.md" in search(settings, "hybrid", question, k=2)
+
+
+def test_every_chunk_keeps_its_cosine_score_whichever_search_found_it(settings: Settings, planted: Path) -> None:
+    chosen = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"mode": "bm25"})})
+    docs = retriever(chosen, k=3).invoke("fault E-4421")
+    assert docs and all(0 < d.metadata["score"] <= 1 for d in docs)
+    assert {d.metadata["collection"] for d in docs} == {settings.collection}
+
+
+def test_filters_by_source_glob_and_file_type(settings: Settings, planted: Path) -> None:
+    assert set(search(settings, "hybrid", "money back", k=10, source_glob="faults/*")) <= {
+        f"faults/e-{4417 + n}.md" for n in range(8)
+    }
+    assert search(settings, "hybrid", "money back", file_types=["pdf"]) == []
+    assert search(settings, "hybrid", "money back", k=1, file_types=[".MD"]) == ["guarantee.md"]
+
+
+def test_one_retriever_searches_several_collections(settings: Settings, planted: Path, docs: Path) -> None:
+    other = settings.model_copy(update={"collection": "guides"})
+    ingest(docs, other)
+    found = retriever(settings, collection=[settings.collection, "guides"], k=4).invoke("VPN rule and fault E-4421")
+    assert {d.metadata["collection"] for d in found} == {settings.collection, "guides"}
+
+
+def stored_ids(settings: Settings) -> set[str]:
+    collection = store.client(settings).get_collection(settings.collection, embedding_function=None)
+    return set(collection.get(include=[])["ids"])
+
+
+def index_of(settings: Settings) -> bm25.Bm25Index:
+    collection = store.client(settings).get_collection(settings.collection, embedding_function=None)
+    return bm25.open_index(settings.chroma_dir, collection)
+
+
+def test_incremental_ingestion_keeps_bm25_in_step_with_chroma(settings: Settings, docs: Path) -> None:
+    ingest(docs, settings)
+    assert set(index_of(settings).ids) == stored_ids(settings)
+
+    (docs / "new.md").write_text("# Printers\n\nThe QX-77 printer on floor 3 needs toner code TN-5512.\n")  # added
+    (docs / "vpn.md").write_text("# VPN\n\nThe VPN gateway moved to host zebra-gw-19.\n")  # changed
+    (docs / "laptops.md").unlink()  # removed
+    ingest(docs, settings)
+    index = index_of(settings)
+    assert set(index.ids) == stored_ids(settings)
+    assert set(index.fields["source"]) == {"new.md", "vpn.md", "expenses.md"}
+    sources = dict(zip(index.ids, index.fields["source"], strict=True))
+    assert [sources[i] for i, _ in index.search("TN-5512", 1)] == ["new.md"]
+    assert [sources[i] for i, _ in index.search("zebra-gw-19", 1)] == ["vpn.md"]
+    assert index.search("laptops", 5) == []
+
+
+def test_an_index_out_of_step_with_chroma_is_rebuilt_not_trusted(settings: Settings, docs: Path) -> None:
+    ingest(docs, settings)
+    collection = store.client(settings).get_collection(settings.collection, embedding_function=None)
+    victim = sorted(stored_ids(settings))[0]
+    collection.delete(ids=[victim])  # as if a run died after Chroma changed and before the index did
+    assert set(index_of(settings).ids) == stored_ids(settings)
+    assert len(list((settings.chroma_dir / "bm25" / settings.collection).iterdir())) == 1  # the stale one is gone
+
+
+def test_tokenizer_keeps_codes_whole_and_in_parts() -> None:
+    assert bm25.tokenize("Error E-217 on KD-400X") == ["error", "e-217", "217", "kd-400x", "kd", "400x"]
+    assert bm25.tokenize("the running of the sensors") == ["run", "sensor"]
+
+
+def test_reciprocal_rank_fusion_adds_weighted_reciprocal_ranks() -> None:
+    # a: 1/61 + 1/62; b: 1/62 + 1/61 (tie, first seen first); c: 1/63
+    assert rrf([(1.0, ["a", "b", "c"]), (1.0, ["b", "a"])], k=60)[:2] in (["a", "b"], ["b", "a"])
+    assert rrf([(1.0, ["a", "b"]), (3.0, ["b"])], k=60) == ["b", "a"]
+    assert rrf([(0.0, ["a"]), (1.0, ["b"])], k=60) == ["b", "a"]
