@@ -45,8 +45,8 @@ test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check app ingestion finetune tests benchmarks scripts
-	$(PY) -m ruff format --check app ingestion finetune tests benchmarks scripts
+	$(PY) -m ruff check app ingestion finetune evaluation tests benchmarks scripts
+	$(PY) -m ruff format --check app ingestion finetune evaluation tests benchmarks scripts
 	$(PY) -m mypy
 
 # llama-cpp-python (the generation benchmark's peer) compiles llama.cpp once, ~20 min on 2 cores.

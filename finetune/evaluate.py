@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from app.settings import Settings
+from evaluation.metrics import mean, token_f1
 from finetune import data
 
 MAX_NEW_TOKENS = 96
@@ -92,29 +91,10 @@ def generate(
     return results
 
 
-def token_f1(answer: str, reference: str) -> float:
-    """SQuAD-style token overlap F1."""
-    predicted, gold = words(answer), words(reference)
-    common = sum((Counter(predicted) & Counter(gold)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(predicted), common / len(gold)
-    return 2 * precision * recall / (precision + recall)
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
 def similarity(embedder: Any, answers: list[str], references: list[str]) -> float:
     vectors = embedder.encode(answers + references, normalize_embeddings=True)
     n = len(answers)
     return mean(float(vectors[i] @ vectors[n + i]) for i in range(n))
-
-
-def mean(values: Any) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else 0.0
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from finetune.evaluate import words
+from evaluation.metrics import words
 
 PROMPT = (
     "Read the text below and write one question that an employee could ask and that the text answers, "

@@ -1,0 +1,153 @@
+"""Answer quality per configuration, running the real model: no-RAG base, RAG base, RAG + adapter.
+
+Each (question, configuration) result is cached under DATA_DIR/eval_cache, keyed by everything
+that changes the answer (model, adapter, chat and retrieval settings, what the collection holds),
+so a re-run after changing one setting only recomputes what that setting touches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from app.settings import Settings
+from evaluation.data import Question
+from evaluation.metrics import mean, token_f1
+
+NO_RAG_SYSTEM = "Answer the question in one or two sentences. If you don't know, reply exactly: {refusal}"
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str  # as given: no-rag, rag, rag+ADAPTER
+    rag: bool
+    adapter: str  # "none" = the base model; a name under data/adapters, a path, or "newest"
+
+    @classmethod
+    def parse(cls, text: str) -> Config:
+        if text == "no-rag":
+            return cls(text, rag=False, adapter="none")
+        if text == "rag":
+            return cls(text, rag=True, adapter="none")
+        if text.startswith("rag+") and len(text) > 4:
+            return cls(text, rag=True, adapter=text[4:])
+        raise ValueError(f"unknown configuration '{text}': use no-rag, rag or rag+ADAPTER (rag+newest)")
+
+
+class Cache:
+    """One JSON line per answered (question, configuration)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        self.entries = {e["key"]: e["result"] for e in map(json.loads, lines)}
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, result: dict) -> None:
+        self.entries[key] = result
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"key": key, "result": result}, ensure_ascii=False) + "\n")
+
+
+def evaluate(settings: Settings, questions: list[Question], configs: list[Config]) -> dict[str, dict]:
+    """{config name: metrics} and, under "answers", every answer for the report."""
+    cache = Cache(settings.data_dir / "eval_cache" / "answers.jsonl")
+    results = {}
+    for config in configs:
+        identity = config_identity(settings, config)
+        answer: Answerer | None = None  # loaded on the first answer not in the cache
+        records = []
+        for q in tqdm(questions, desc=f"answers ({config.name})", unit="q", disable=None):
+            key = hashlib.sha256(json.dumps([identity, q.question]).encode()).hexdigest()
+            record = cache.get(key)
+            if record is None:
+                answer = answer or Answerer(settings, config)
+                record = answer(q.question)
+                cache.put(key, record)
+            records.append(record)
+        results[config.name] = summarize(settings, questions, records)
+    return results
+
+
+def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
+    """Everything that changes an answer of `config`."""
+    from app.bm25 import fingerprint
+    from app.llm import llm_precision, resolve_adapter
+    from app.store import checked_collection
+
+    adapter = resolve_adapter(settings, None if config.adapter == "newest" else config.adapter)
+    manifest = adapter / "manifest.json" if adapter else None
+    return {
+        "config": [config.rag, str(adapter)],
+        "adapter": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else None,
+        "llm": [settings.llm_base, llm_precision(settings)],
+        "chat": settings.chat.model_dump(),
+        "retrieval": settings.retrieval.model_dump() if config.rag else None,
+        "collection": fingerprint(checked_collection(settings, settings.collection)) if config.rag else None,
+    }
+
+
+class Answerer:
+    """Question → {"answer", "refused", "cited", "grounded"} for one configuration."""
+
+    def __init__(self, settings: Settings, config: Config):
+        from app.chain import chain_from_settings
+        from app.llm import chat_model
+
+        adapter = None if config.adapter == "newest" else config.adapter
+        self.config = config
+        self.run: Any = chain_from_settings(settings, adapter=adapter) if config.rag else chat_model(settings, adapter)
+
+    def __call__(self, question: str) -> dict[str, Any]:
+        from app.check import REFUSAL, is_refusal
+
+        if not self.config.rag:
+            messages = [("system", NO_RAG_SYSTEM.format(refusal=REFUSAL)), ("human", question)]
+            answer = str(self.run.invoke(messages).content).strip()
+            return {"answer": answer, "refused": is_refusal(answer), "cited": [], "grounded": None}
+        result = self.run.invoke({"question": question, "history": []})
+        return {
+            "answer": result.answer,
+            "refused": result.refused,
+            "cited": [] if result.refused else sorted({s["source"] for s in result.sources}),
+            "grounded": None if result.refused else all(s.supported for s in result.sentences),
+        }
+
+
+def summarize(settings: Settings, questions: list[Question], records: list[dict]) -> dict[str, Any]:
+    from app.models import encode, load_embedder
+
+    pairs = list(zip(questions, records, strict=True))
+    answerable = [(q, r) for q, r in pairs if q.answerable]
+    unanswerable = [(q, r) for q, r in pairs if not q.answerable]
+    with_reference = [(q, r) for q, r in answerable if q.answer]
+    vectors = encode(
+        settings,
+        load_embedder(settings),
+        [r["answer"] for _, r in with_reference] + [q.answer for q, _ in with_reference],
+    )
+    n = len(with_reference)
+    cited = [(q, r) for q, r in answerable if r["cited"] and q.gold_sources]
+    answered = [r for _, r in pairs if r["grounded"] is not None]
+    return {
+        "token_f1": mean(token_f1(r["answer"], q.answer) for q, r in with_reference),
+        "similarity": mean(float(vectors[i] @ vectors[n + i]) for i in range(n)),
+        "citation_precision": mean(
+            mean(float(any(c == g.partition("#")[0] for g in q.gold_sources)) for c in r["cited"]) for q, r in cited
+        )
+        if cited
+        else None,
+        "grounded": mean(float(r["grounded"]) for r in answered) if answered else None,
+        "refusal_unanswerable": mean(float(r["refused"]) for _, r in unanswerable) if unanswerable else None,
+        "false_refusal": mean(float(r["refused"]) for _, r in answerable) if answerable else None,
+        "questions": len(pairs),
+        "answers": [{"question": q.question, **r} for q, r in pairs],
+    }
