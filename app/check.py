@@ -97,7 +97,7 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
         return refuse(result, docs, "the model found no answer in the context")
     text, removed = normalise_citations(raw, docs)
     result.removed_citations = removed
-    result.sentences = judge_sentences(text, docs, settings, embed)
+    result.sentences = judge_sentences(text, result.query, docs, settings, embed)
     if not any(s.supported for s in result.sentences):
         return refuse(result, docs, "no sentence of the answer is supported by the retrieved passages")
     if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
@@ -166,7 +166,9 @@ def normalise_citations(answer: str, docs: list[Document]) -> tuple[str, list[in
     return re.sub(r"\s+([.,;:!?])", r"\1", text).strip(), removed
 
 
-def judge_sentences(text: str, docs: list[Document], settings: ChatSettings, embed: Embed) -> list[Sentence]:
+def judge_sentences(
+    text: str, question: str, docs: list[Document], settings: ChatSettings, embed: Embed
+) -> list[Sentence]:
     sentences = [s.strip() for s in SENTENCE_END.split(text) if WORD.search(s)]
     plain = [CITATION.sub("", s).strip() for s in sentences]
     vectors = embed(plain + [d.page_content for d in docs])
@@ -174,7 +176,7 @@ def judge_sentences(text: str, docs: list[Document], settings: ChatSettings, emb
     judged = []
     for i, sentence in enumerate(sentences):
         cited = [int(n) for n in CITATION.findall(sentence)]
-        judged.append(judge(plain[i], cited, similarities[i], docs, settings))
+        judged.append(judge(plain[i], question, cited, similarities[i], docs, settings))
     return judged
 
 
@@ -186,9 +188,16 @@ def cite(sentence: Sentence) -> str:
     return f"{body} [{sentence.source}]{end}"
 
 
-def judge(plain: str, cited: list[int], similarities: Any, docs: list[Document], settings: ChatSettings) -> Sentence:
-    """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported."""
+def judge(
+    plain: str, question: str, cited: list[int], similarities: Any, docs: list[Document], settings: ChatSettings
+) -> Sentence:
+    """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported.
+
+    A sentence that only restates the question ("Yes, we have an office in Brazil.") adds no word
+    a chunk could vouch for by overlap or similarity, so a chunk must contain all its words.
+    """
     words, numbers = content_words(plain), set(NUMBER.findall(plain))
+    restates_question = bool(words) and words <= content_words(question)
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
     scores = []
     for number, doc in enumerate(docs, start=1):
@@ -198,6 +207,8 @@ def judge(plain: str, cited: list[int], similarities: Any, docs: list[Document],
             i in doc.page_content.lower() for i in identifiers
         )
         close = similarity >= settings.support_similarity or overlap >= settings.support_overlap
+        if restates_question:
+            close = overlap == 1.0
         supported = states_its_facts and close
         scores.append((supported, number in cited, similarity + overlap, number, similarity, overlap))
     supported, _, _, number, similarity, overlap = max(scores)

@@ -73,6 +73,22 @@ def test_e_mails_and_links_must_appear_verbatim(embed: Any, answer: str, support
     assert bool(result.sentences and result.sentences[0].supported) is supported
 
 
+@pytest.mark.parametrize(
+    ("question", "answer", "refused"),
+    [
+        # Half the words match (office, Berlin/vacation) but the premise does not: restated, not found.
+        ("Do we have an office in Brazil?", "Yes, we do have an office in Brazil [1].", True),
+        ("Is there a dress code for the Berlin office?", "Yes, there is a dress code for the Berlin office.", True),
+        # A restatement the passage does state in full is fine.
+        ("Do Berlin employees get vacation days?", "Yes, Berlin employees get vacation days [1].", False),
+    ],
+)
+def test_a_yes_that_only_restates_the_question_needs_every_word_in_the_passage(
+    embed: Any, question: str, answer: str, refused: bool
+) -> None:
+    assert run(answer, embed, question=question).refused is refused
+
+
 def test_citation_to_a_passage_not_in_the_context_is_removed(embed: Any) -> None:
     result = run("Codes expire after 10 minutes [7].", embed, question="When do reset codes expire?")
     assert result.removed_citations == [7]
