@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import chromadb
     from langchain_chroma import Chroma
 
-CHUNKER_VERSION = 1  # bump when chunk boundaries change for the same settings
+CHUNKER_VERSION = 2  # bump when chunk text changes for the same files and settings (2: link lists dropped)
 META_PREFIX = "askdocs_"
 ROOT_KEY = "source_root"  # not IndexSpec: the folder may move without changing the vectors
 PAGE = 5000  # rows per Chroma get/delete call, well under SQLite's variable limit

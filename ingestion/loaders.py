@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from langchain_core.documents import Document
 
@@ -17,6 +18,7 @@ from app.cli import one_line
 
 HEADING_STYLE = re.compile(r"^Heading (\d)$")
 BOM_ENCODINGS = {b"\xef\xbb\xbf": "utf-8-sig", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
+LINK_LIST_MIN = 5  # links in a list or table before it can count as navigation
 BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg"]
 
 
@@ -56,9 +58,22 @@ def load_html(path: Path) -> list[Document]:
     title = soup.title.get_text(strip=True) if soup.title else ""
     for tag in soup(BOILERPLATE_TAGS):
         tag.decompose()
+    drop_link_lists(soup)
     main = soup.find("main") or soup.find("article") or soup.body or soup
     text = markdownify(str(main), heading_style="ATX", strip=["a", "img"])
     return [Document(re.sub(r"\n{3,}", "\n\n", text).strip(), metadata={"title": title} if title else {})]
+
+
+def drop_link_lists(soup: Any) -> None:
+    """Navigation that is not in a <nav>: lists and tables that are mostly links (a table of
+    contents, an index, a sidebar). They match every question by title and answer none."""
+    for tag in soup(["ul", "ol", "dl", "table"]):
+        if tag.decomposed:
+            continue
+        links = tag("a")
+        text = len(tag.get_text(" ", strip=True))
+        if len(links) >= LINK_LIST_MIN and text and sum(len(a.get_text(" ", strip=True)) for a in links) > 0.8 * text:
+            tag.decompose()
 
 
 def load_pdf(path: Path) -> list[Document]:

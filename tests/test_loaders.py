@@ -30,6 +30,16 @@ def test_html_keeps_main_text_and_headings_but_not_navigation_or_scripts(tmp_pat
         assert boilerplate not in doc.page_content
 
 
+def test_html_link_lists_outside_nav_are_dropped_as_navigation(tmp_path: Path) -> None:
+    toc = "".join(f'<li><a href="p{i}.html">Chapter {i}</a></li>' for i in range(8))
+    cited = "<ul><li>Read <a href='a.html'>the guide</a> before you start the pump and log the pressure.</li></ul>"
+    path = tmp_path / "page.html"
+    path.write_text(f"<html><body><div class='sidebar'><ul>{toc}</ul></div><p>Pump manual.</p>{cited}</body></html>")
+    [doc] = loaders.load(path)
+    assert "Chapter" not in doc.page_content
+    assert "Pump manual." in doc.page_content and "the guide" in doc.page_content
+
+
 def test_pdf_has_one_document_per_page_numbered_from_one(tmp_path: Path) -> None:
     from reportlab.pdfgen import canvas
 
