@@ -33,8 +33,8 @@ def faq_questions(html: str, page: str) -> list[dict]:
     questions = []
     for section in soup.select("div.section div.section, section section"):
         heading = section.find(["h2", "h3", "h4"])
-        if not isinstance(heading, Tag):
-            continue
+        if not isinstance(heading, Tag) or section.select_one("div.section, section"):
+            continue  # no heading, or a group heading ("Miscellaneous") over question sections
         question = heading.get_text(" ", strip=True).rstrip("¶").strip()
         heading.decompose()
         gold = sorted({link for a in section.find_all("a", href=True) if (link := gold_page(str(a["href"]), page))})

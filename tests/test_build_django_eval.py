@@ -18,11 +18,14 @@ FAQ_PAGE = """<html><body><div class="section" id="faq">
 <p>Set <a href="../topics/settings.html#envvar-X">X</a> and read <a href="../ref/models/fields.html">fields</a>,
 not <a href="https://example.com/">this</a> or <a href="general.html">another FAQ</a>.</p></div>
 <div class="section" id="q2"><h2>Do I have to use it?</h2><p>Nope, no links here.</p></div>
+<div class="section" id="misc"><h2>Miscellaneous</h2>
+<div class="section" id="q3"><h3>Why Y?</h3><p>See <a href="../ref/y.html">Y</a>.</p></div></div>
 </div></body></html>"""
 
 
 def test_faq_sections_become_questions_with_the_pages_they_link_to() -> None:
-    [line] = builder.faq_questions(FAQ_PAGE, "faq/usage.html")
+    line, nested = builder.faq_questions(FAQ_PAGE, "faq/usage.html")  # not the group "Miscellaneous"
+    assert (nested["question"], nested["gold_sources"]) == ("Why Y?", ["ref/y.html"])
     assert line["question"] == "Why does X fail?"
     assert line["answer"] == "Set X and read fields, not this or another FAQ."
     assert line["gold_sources"] == ["ref/models/fields.html", "topics/settings.html"]
