@@ -117,8 +117,11 @@ async def stream_answer(chain: Runnable, inputs: dict[str, Any]) -> AsyncIterato
             yield event["data"]["output"]
 
 
-def chain_from_settings(settings: Settings, *, adapter: str | None = None, **chat: Any) -> Runnable:
-    """The chain over the settings' collection and model; `chat` overrides ChatSettings fields."""
+def chain_from_settings(
+    settings: Settings, *, adapter: str | None = None, filters: dict[str, Any] | None = None, **chat: Any
+) -> Runnable:
+    """The chain over the settings' collection and model; `chat` overrides ChatSettings fields and
+    `filters` (source_glob, file_types) narrow what the retriever searches."""
     from app.llm import chat_model
     from app.models import encode, load_embedder
     from app.retrieval import retriever
@@ -127,5 +130,8 @@ def chain_from_settings(settings: Settings, *, adapter: str | None = None, **cha
     embedder = load_embedder(settings)
     llm = chat_model(settings, adapter, chat_settings)
     return build_chain(
-        llm, retriever(settings, k=chat_settings.top_k), partial(encode, settings, embedder), chat_settings
+        llm,
+        retriever(settings, k=chat_settings.top_k, **(filters or {})),
+        partial(encode, settings, embedder),
+        chat_settings,
     )

@@ -14,6 +14,8 @@ import streamlit as st
 from app.settings import Settings, load_settings
 
 NO_ADAPTER_LABEL = "none (base model)"
+SEARCH_MODES = ["hybrid", "dense", "bm25"]
+SEARCH_HELP = "hybrid: meaning and exact words fused; dense: meaning only; bm25: exact words only."
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:$~=^])")
 
 
@@ -23,13 +25,21 @@ def escape(text: str) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the model and the collection ...")
-def cached_chain(collection: str, adapter: str, top_k: int, temperature: float, max_new_tokens: int) -> Any:
+def cached_chain(
+    collection: str, adapter: str, top_k: int, temperature: float, max_new_tokens: int, search: str, source_glob: str
+) -> Any:
     """One chain per configuration; all of them share one copy of the model weights."""
     from app.chain import chain_from_settings
 
     settings = load_settings(collection=collection)
+    settings = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"mode": search})})
     return chain_from_settings(
-        settings, adapter=adapter, top_k=top_k, temperature=temperature, max_new_tokens=max_new_tokens
+        settings,
+        adapter=adapter,
+        filters={"source_glob": source_glob or None},
+        top_k=top_k,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
     )
 
 
@@ -54,6 +64,10 @@ def sidebar(settings: Settings) -> dict[str, Any]:
         "collection": st.sidebar.selectbox("Collection", collections, index=default),
         "adapter": st.sidebar.selectbox("Adapter", adapters, help="Newest completed adapter first."),
         "top_k": st.sidebar.slider("Passages retrieved (top-k)", 1, 10, settings.chat.top_k),
+        "search": st.sidebar.selectbox(
+            "Search", SEARCH_MODES, index=SEARCH_MODES.index(settings.retrieval.mode), help=SEARCH_HELP
+        ),
+        "source_glob": st.sidebar.text_input("Only sources matching", placeholder="e.g. hr/* or *.pdf").strip(),
         "temperature": st.sidebar.slider("Temperature", 0.0, 1.5, settings.chat.temperature, 0.1),
         "max_new_tokens": st.sidebar.slider("Max new tokens", 32, 512, settings.chat.max_new_tokens, 32),
     }

@@ -38,6 +38,7 @@ def evaluate(settings: Settings, questions: list[Question], modes: list[str]) ->
 def summarize(questions: list[Question], flags: list[list[bool]], latencies: list[float]) -> dict:
     pairs = list(zip(questions, flags, strict=True))
     row: dict = {f"recall@{k}": mean(recall_at(f, len(q.gold_sources), k) for q, f in pairs) for k in KS}
+    row["hit@5"] = mean(float(any(f[:5])) for _, f in pairs)  # any gold source in the top 5
     row["mrr"] = mean(reciprocal_rank(f) for _, f in pairs)
     row["ndcg@10"] = mean(ndcg_at(f, len(q.gold_sources), 10) for q, f in pairs)
     row["p50_ms"], row["p95_ms"] = percentile(latencies, 50), percentile(latencies, 95)

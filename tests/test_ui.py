@@ -33,6 +33,16 @@ def test_question_gets_an_answer_with_sources(app: AppTest) -> None:
     assert any("vpn" in t.value.lower() for t in app.text)
 
 
+def test_search_mode_and_source_filter_narrow_the_passages(app: AppTest) -> None:
+    app.sidebar.selectbox[1].select("none (base model)")
+    app.sidebar.selectbox[2].select("bm25")
+    app.sidebar.text_input[0].input("hr/*").run()
+    app.chat_input[0].set_value("How do I reset my VPN password?").run()
+    assert not app.exception
+    listed = [m.value.replace("\\", "") for m in app.markdown if m.value.startswith("**\\[")]
+    assert listed and all(" hr/" in line for line in listed)  # the VPN runbook is outside hr/
+
+
 def test_adapter_can_be_switched(app: AppTest, tiny_adapter: Path) -> None:
     adapter = app.sidebar.selectbox[1]
     assert adapter.options[0] == tiny_adapter.name  # newest completed adapter is the default
