@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # Words, and codes joined by - . / (E-217, KD-400X, v2.3): a code is kept whole and in parts,
 # so "E-217" matches exactly while "217" alone still matches.
 TOKEN = re.compile(r"\w+(?:[-./]\w+)*")
+FORMAT = 2  # bump when what is indexed changes (2: title and section indexed with the text)
 FIELDS = ("source", "file_type")  # per-chunk metadata kept in the index, for filters
 
 
@@ -77,7 +78,7 @@ class Bm25Index:
 
 def fingerprint(collection: chromadb.Collection) -> str:
     """What the collection holds: its chunk ids (path + content hash + index) and its index spec."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"bm25 {FORMAT}\n".encode())
     for key, value in sorted((collection.metadata or {}).items()):
         if key.startswith(store.META_PREFIX):
             digest.update(f"{key}={value}\n".encode())
@@ -114,7 +115,7 @@ def build(collection: chromadb.Collection) -> Bm25Index:
         batch = collection.get(include=["documents", "metadatas"], limit=store.PAGE, offset=offset)
         for chunk_id, text, meta in zip(batch["ids"], batch["documents"] or [], batch["metadatas"] or [], strict=True):
             ids.append(chunk_id)
-            texts.append(text)
+            texts.append(f"{meta.get('title', '')}\n{meta.get('section', '')}\n{text}")  # where it sits, too
             for name in FIELDS:
                 fields[name].append(str(meta.get(name, "")))
     model = bm25s.BM25()

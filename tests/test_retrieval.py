@@ -132,3 +132,16 @@ def test_reciprocal_rank_fusion_adds_weighted_reciprocal_ranks() -> None:
     assert rrf([(1.0, ["a", "b", "c"]), (1.0, ["b", "a"])], k=60)[:2] in (["a", "b"], ["b", "a"])
     assert rrf([(1.0, ["a", "b"]), (3.0, ["b"])], k=60) == ["b", "a"]
     assert rrf([(0.0, ["a"]), (1.0, ["b"])], k=60) == ["b", "a"]
+
+
+def test_bm25_indexes_the_title_and_section_a_chunk_sits_under() -> None:
+    import chromadb
+
+    collection = chromadb.EphemeralClient().create_collection("titles", embedding_function=None)
+    collection.add(
+        ids=["a", "b"],
+        embeddings=[[1.0, 0.0], [0.0, 1.0]],
+        documents=["Send the form within 14 days.", "The canteen opens at noon."],
+        metadatas=[{"source": "a.md", "title": "Travel", "section": "Refunds"}, {"source": "b.md", "title": "Food"}],
+    )
+    assert [chunk_id for chunk_id, _ in bm25.build(collection).search("refund", 2)] == ["a"]
