@@ -1,6 +1,7 @@
-"""python -m ingestion.search "question" [-k 5]: look into the store from the terminal.
+"""python -m ingestion.search "question" [-k 5] [--mode hybrid|dense|bm25]: look into the store.
 
-Prints the top chunks with their source, section/page and similarity score (1 = identical).
+Prints the chunks the chat's retriever finds, with source, section/page and cosine similarity to
+the question (1 = identical).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ingestion.search", description=__doc__.splitlines()[0])
     parser.add_argument("query", help="what to look for, in plain words")
     parser.add_argument("-k", type=int, default=5, help="how many chunks to show (default: 5)")
+    parser.add_argument("--mode", choices=["hybrid", "dense", "bm25"], help="search mode (default: hybrid)")
+    parser.add_argument("--source", help="only sources matching this glob, e.g. 'hr/*'")
+    parser.add_argument("--type", action="append", default=[], help="only this file type (repeatable), e.g. pdf")
     parser.add_argument("--collection", help="Chroma collection to search (default: docs)")
     parser.add_argument("--data-dir", type=Path, help="where the store lives (default: data)")
     parser.add_argument("--store-dir", type=Path, help="Chroma directory (default: DATA_DIR/chroma)")
@@ -28,19 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app.retrieval import retriever
     from app.settings import load_settings
-    from app.store import StoreError, vectorstore
+    from app.store import StoreError
 
     try:
         settings = load_settings(collection=args.collection, data_dir=args.data_dir, store_dir=args.store_dir)
     except ValidationError as exc:
         return fail(str(exc.errors()[0]["msg"]))
     quiet_libraries()
+    if args.mode:
+        settings.retrieval.mode = args.mode
     try:
-        hits = vectorstore(settings).similarity_search_with_relevance_scores(args.query, k=args.k)
+        search = retriever(settings, k=args.k, source_glob=args.source, file_types=tuple(args.type))
     except StoreError as exc:
         return fail(str(exc))
-    rows = [{"score": round(score, 3), "text": doc.page_content, **doc.metadata} for doc, score in hits]
+    rows = [{"text": doc.page_content, **doc.metadata} for doc in search.invoke(args.query)]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:

@@ -49,6 +49,16 @@ def test_ingest_then_search_from_the_command_line(sample_docs_copy: Path, tmp_pa
     assert hits[0]["source"] == "policies/travel_policy.md"
     assert any("170" in hit["text"] for hit in hits)
 
+    filtered = ["KD-400 price", "--mode", "bm25", "--type", "csv", "--json", "--data-dir", str(tmp_path / "data")]
+    only_csv = subprocess.run(
+        [sys.executable, "-m", "ingestion.search", *filtered],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert {hit["file_type"] for hit in json.loads(only_csv.stdout)} == {"csv"}  # price_list_2025.csv
+
 
 def test_search_without_a_store_says_what_to_run(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert search.main(["anything", "--data-dir", str(tmp_path)]) == 2
