@@ -98,8 +98,9 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
     text, removed = normalise_citations(raw, docs)
     result.removed_citations = removed
     result.sentences = judge_sentences(text, result.query, docs, settings, embed)
-    if not any(s.supported for s in result.sentences):
-        return refuse(result, docs, "no sentence of the answer is supported by the retrieved passages")
+    supported_share = sum(s.supported for s in result.sentences) / max(len(result.sentences), 1)
+    if supported_share < settings.min_supported_share:
+        return refuse(result, docs, f"only {supported_share:.0%} of the answer is supported by the retrieved passages")
     if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
         return refuse(result, docs, "the supported sentences do not address the question")
     result.answer = " ".join(cite(s) for s in result.sentences)
