@@ -4,9 +4,10 @@ single path, is read as one gold source) and `answerable` (false: the documents 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.jsonl import read_objects
 
 
 class QuestionError(ValueError):
@@ -22,24 +23,10 @@ class Question:
 
 
 def read_questions(path: Path) -> list[Question]:
-    if not path.is_file():
-        raise QuestionError(f"{path}: no such file")
-    questions = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            questions.append(parse(line, f"{path}:{number}"))
-    if not questions:
-        raise QuestionError(f"{path}: no questions (empty file)")
-    return questions
+    return [parse(record, where) for where, record in read_objects(path, QuestionError, "questions")]
 
 
-def parse(line: str, where: str) -> Question:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise QuestionError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise QuestionError(f"{where}: expected a JSON object, got {type(record).__name__}")
+def parse(record: dict, where: str) -> Question:
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
         raise QuestionError(f"{where}: field 'question' must be a non-empty string")

@@ -8,10 +8,11 @@ and only assistant tokens (each ending with the template's EOS) carry loss.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
+
+from app.jsonl import read_objects
 
 IGNORE = -100  # label of tokens that carry no loss
 ROLES = {"system", "user", "assistant"}
@@ -25,25 +26,7 @@ class DataError(ValueError):
 
 def read_jsonl(path: Path) -> list[Messages]:
     """Every line of `path` as chat messages, or DataError naming the first bad line."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            examples.append(to_messages(parse_line(path, number, line), f"{path}:{number}"))
-    if not examples:
-        raise DataError(f"{path}: no examples (empty file)")
-    return examples
-
-
-def parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-    return record
+    return [to_messages(record, where) for where, record in read_objects(path, DataError, "examples")]
 
 
 def to_messages(record: dict[str, Any], where: str) -> Messages:

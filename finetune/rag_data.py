@@ -48,14 +48,13 @@ def convert(settings: Any, source_file: Path, output: Path) -> dict[str, int]:
     """Write `output` (atomically) from the Q&A lines of `source_file`; counts of what was written."""
     from tqdm import tqdm
 
+    from app.jsonl import read_objects
     from app.retrieval import retriever
-    from finetune.data import DataError, parse_line, text
+    from finetune.data import DataError, text
 
     search = retriever(settings)
     lines, counts = [], {"answered": 0, "refused": 0, "missed": 0}
-    rows = [(n, line) for n, line in enumerate(source_file.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
-    for number, line in tqdm(rows, desc="retrieving", unit="q"):
-        record, where = parse_line(source_file, number, line), f"{source_file}:{number}"
+    for where, record in tqdm(read_objects(source_file, DataError, "questions"), desc="retrieving", unit="q"):
         if record.get("source") is not None and not isinstance(record["source"], str):
             raise DataError(f"{where}: field 'source' must be a path string or null")
         question, answer = text(record, "question", where), text(record, "answer", where)
