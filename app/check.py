@@ -98,9 +98,8 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
     text, removed = normalise_citations(raw, docs)
     result.removed_citations = removed
     result.sentences = judge_sentences(text, result.query, docs, settings, embed)
-    supported_share = sum(s.supported for s in result.sentences) / max(len(result.sentences), 1)
-    if supported_share < settings.min_supported_share:
-        return refuse(result, docs, f"only {supported_share:.0%} of the answer is supported by the retrieved passages")
+    if not result.sentences or not result.sentences[0].supported:  # the direct answer comes first
+        return refuse(result, docs, "the answer's first sentence is not supported by the retrieved passages")
     if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
         return refuse(result, docs, "the supported sentences do not address the question")
     result.answer = " ".join(cite(s) for s in result.sentences)

@@ -49,11 +49,14 @@ def test_planted_unsupported_sentence_is_flagged(embed: Any) -> None:
     assert "[1]" not in result.answer.split(".")[1]
 
 
-def test_answer_mostly_unsupported_becomes_a_refusal(embed: Any) -> None:
-    answer = "Employees in Berlin get 30 vacation days per year [1]. The CEO doubles them. Interns get none."
-    result = run(answer, embed)
-    assert result.refused and "33%" in result.reason
+def test_answer_whose_direct_answer_is_unsupported_becomes_a_refusal(embed: Any) -> None:
+    result = run("The CEO decides every May. Employees in Berlin get 30 vacation days per year [1].", embed)
+    assert result.refused and "first sentence" in result.reason
     assert result.sources  # the closest passages are still listed
+    flagged = run(
+        "Employees in Berlin get 30 vacation days per year [1]. The CEO doubles them. Interns get none.", embed
+    )
+    assert not flagged.refused and len(flagged.unsupported) == 2
 
 
 def test_wrong_number_is_not_supported_even_with_matching_words(embed: Any) -> None:
