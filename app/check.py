@@ -173,10 +173,11 @@ def judge_sentences(
     plain = [CITATION.sub("", s).strip() for s in sentences]
     vectors = embed(plain + [d.page_content for d in docs])
     similarities = vectors[: len(plain)] @ vectors[len(plain) :].T
+    asked = content_words(question)
     judged = []
     for i, sentence in enumerate(sentences):
         cited = [int(n) for n in CITATION.findall(sentence)]
-        judged.append(judge(plain[i], question, cited, similarities[i], docs, settings))
+        judged.append(judge(plain[i], asked, cited, similarities[i], docs, settings))
     return judged
 
 
@@ -189,7 +190,7 @@ def cite(sentence: Sentence) -> str:
 
 
 def judge(
-    plain: str, question: str, cited: list[int], similarities: Any, docs: list[Document], settings: ChatSettings
+    plain: str, asked: set[str], cited: list[int], similarities: Any, docs: list[Document], settings: ChatSettings
 ) -> Sentence:
     """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported.
 
@@ -197,7 +198,7 @@ def judge(
     a chunk could vouch for by overlap or similarity, so a chunk must contain all its words.
     """
     words, numbers = content_words(plain), set(NUMBER.findall(plain))
-    restates_question = bool(words) and words <= content_words(question)
+    restates_question = bool(words) and words <= asked  # `asked`: the question's content words
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
     scores = []
     for number, doc in enumerate(docs, start=1):
