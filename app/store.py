@@ -15,7 +15,6 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     import chromadb
-    from langchain_chroma import Chroma
 
 CHUNKER_VERSION = 2  # bump when chunk text changes for the same files and settings (2: link lists dropped)
 META_PREFIX = "askdocs_"
@@ -127,19 +126,3 @@ def checked_collection(settings: Settings, name: str) -> chromadb.Collection:
     collection = client(settings).get_collection(name, embedding_function=None)
     check_spec(collection, IndexSpec.from_settings(settings))
     return collection
-
-
-def vectorstore(settings: Settings, collection: str | None = None) -> Chroma:
-    """The LangChain view of an existing collection."""
-    from langchain_chroma import Chroma
-
-    from app.models import langchain_embeddings
-
-    name = collection or settings.collection
-    checked_collection(settings, name)
-    return Chroma(
-        client=client(settings),
-        collection_name=name,
-        embedding_function=langchain_embeddings(settings),
-        create_collection_if_not_exists=False,
-    )

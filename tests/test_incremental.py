@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from app import store
+from app.retrieval import retriever
 from app.settings import Settings
 from ingestion import sync
 from ingestion.pipeline import ingest
@@ -131,7 +132,7 @@ def test_collection_built_with_another_embedding_model_is_refused(settings: Sett
     with pytest.raises(store.StoreError, match="embedding model 'bundled:all-minilm-l6-v2'"):
         ingest(docs, other)
     with pytest.raises(store.StoreError, match="--rebuild"):
-        store.vectorstore(other)
+        retriever(other)
 
 
 def test_run_cut_after_first_write_is_finished_by_the_next_without_duplicates(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import store
+from app.retrieval import retriever
 from app.settings import Settings
 from ingestion import loaders
 from ingestion.pipeline import ingest
@@ -54,10 +55,10 @@ def test_multi_page_pdf_chunks_keep_their_page_numbers(sample_store: Settings) -
 
 @pytest.mark.slow
 def test_retrieval_over_sample_docs_finds_the_right_document(sample_store: Settings) -> None:
-    vectorstore = store.vectorstore(sample_store)
+    search = retriever(sample_store, k=5)
     misses = []
     for question in QUESTIONS:
-        hits = vectorstore.similarity_search(question["question"], k=5)
+        hits = search.invoke(question["question"])
         if question["source"] not in [hit.metadata["source"] for hit in hits]:
             misses.append(question["question"])
     assert len(misses) <= len(QUESTIONS) // 10, f"not in the top 5: {misses}"
