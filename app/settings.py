@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,11 +64,15 @@ class ChatSettings(BaseModel):
     history_turns: int = Field(3, ge=0, description="Earlier question/answer pairs used to rewrite a follow-up.")
 
 
+SearchMode = Literal["hybrid", "dense", "bm25"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+
+
 class RetrievalSettings(BaseModel):
     """How chunks are found: dense (embeddings), bm25 (keywords) or hybrid (both, fused by RRF)."""
 
     # Chosen by `python -m evaluation` (benchmarks/RESULTS.md, "Retrieval quality").
-    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    mode: SearchMode = "hybrid"
     candidates: int = Field(20, gt=0, description="Results taken from each search before fusing.")
     rrf_k: int = Field(60, gt=0, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank).")
     dense_weight: float = Field(1.0, ge=0)

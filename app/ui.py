@@ -11,10 +11,9 @@ from typing import Any
 
 import streamlit as st
 
-from app.settings import Settings, load_settings
+from app.settings import SEARCH_MODES, Settings, load_settings
 
 NO_ADAPTER_LABEL = "none (base model)"
-SEARCH_MODES = ["hybrid", "dense", "bm25"]
 SEARCH_HELP = "hybrid: meaning and exact words fused; dense: meaning only; bm25: exact words only."
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:$~=^])")
 

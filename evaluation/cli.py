@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import fail, ingested_settings
+from app.settings import SEARCH_MODES
 from evaluation.data import QuestionError, read_questions
 
 EXIT_GATE = 1
@@ -73,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_modes(text: str) -> list[str]:
-    from evaluation.retrieval import MODES
-
     modes = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in SEARCH_MODES]
     if unknown or not modes:
-        raise ValueError(f"--modes: unknown mode {unknown[0] if unknown else '(none)'}; choose from {', '.join(MODES)}")
+        raise ValueError(
+            f"--modes: unknown mode {unknown[0] if unknown else '(none)'}; choose from {', '.join(SEARCH_MODES)}"
+        )
     return modes
 
 

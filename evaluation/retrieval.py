@@ -10,7 +10,6 @@ from app.settings import Settings
 from evaluation.data import Question
 from evaluation.metrics import hits, mean, ndcg_at, percentile, recall_at, reciprocal_rank
 
-MODES = ("dense", "bm25", "hybrid")
 KS = (1, 3, 5, 10)
 DEPTH = 10
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.cli import fail, quiet_libraries
+from app.settings import SEARCH_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ingestion.search", description=__doc__.splitlines()[0])
     parser.add_argument("query", help="what to look for, in plain words")
     parser.add_argument("-k", type=int, default=5, help="how many chunks to show (default: 5)")
-    parser.add_argument("--mode", choices=["hybrid", "dense", "bm25"], help="search mode (default: hybrid)")
+    parser.add_argument("--mode", choices=SEARCH_MODES, help="search mode (default: hybrid)")
     parser.add_argument("--source", help="only sources matching this glob, e.g. 'hr/*'")
     parser.add_argument("--type", action="append", default=[], help="only this file type (repeatable), e.g. pdf")
     parser.add_argument("--collection", help="Chroma collection to search (default: docs)")
