@@ -79,6 +79,19 @@ class RetrievalSettings(BaseModel):
     bm25_weight: float = Field(1.0, ge=0)
 
 
+class StoreSettings(BaseModel):
+    """Where Chroma lives: in this process on CHROMA_DIR (embedded) or a Chroma server (`chroma run`)."""
+
+    mode: Literal["embedded", "server"] = "embedded"
+    host: str = Field("127.0.0.1", description="Server mode: the Chroma server's host.")
+    port: int = Field(8000, gt=0, lt=65536, description="Server mode: the Chroma server's port.")
+    ssl: bool = Field(False, description="Server mode: connect over https.")
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
+
+
 class Settings(BaseSettings):
     """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
 
@@ -98,7 +111,10 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(40, ge=0, description="Overlap between chunks in tokens.")
     max_file_mb: float = Field(25.0, gt=0, description="Larger files are reported, not ingested.")
 
-    store_dir: Path | None = Field(None, description="Chroma directory (default: DATA_DIR/chroma).")
+    store_dir: Path | None = Field(
+        None, description="Chroma directory (default: DATA_DIR/chroma); in server mode it keeps the BM25 index only."
+    )
+    store: StoreSettings = Field(default_factory=StoreSettings)
     collection: str = Field("docs", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
 
     llm_base: str = Field(BUNDLED_LLM, description="Base LLM: HF id or path.")

@@ -49,11 +49,22 @@ class IndexSpec:
 
 
 def client(settings: Settings) -> chromadb.ClientAPI:
+    """Chroma in this process (embedded, on CHROMA_DIR) or a Chroma server (`store.mode = server`)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False))
+    no_telemetry = ChromaSettings(anonymized_telemetry=False)
+    if settings.store.mode == "embedded":
+        settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=no_telemetry)
+    server = settings.store
+    try:
+        return chromadb.HttpClient(host=server.host, port=server.port, ssl=server.ssl, settings=no_telemetry)
+    except Exception as error:  # chromadb raises ValueError or httpx errors, wrapped differently per version
+        raise StoreError(
+            f"cannot reach the Chroma server at {server.url} ({type(error).__name__}); start one with "
+            f"`chroma run --path DIR --host {server.host} --port {server.port}` or set ASKDOCS_STORE__MODE=embedded"
+        ) from None
 
 
 def open_collection(chroma: chromadb.ClientAPI, name: str, spec: IndexSpec) -> chromadb.Collection:
@@ -96,15 +107,24 @@ def source_root(settings: Settings, name: str) -> Path | None:
 
 def collection_names(settings: Settings) -> list[str]:
     """Collections a user can chat with (not the side copies of a --rebuild in progress)."""
-    if not settings.chroma_dir.exists():
-        return []
-    return sorted(c.name for c in client(settings).list_collections() if not c.name.endswith("-rebuild"))
+    return sorted(name for name in all_names(settings) if not name.endswith("-rebuild"))
 
 
 def has_collection(settings: Settings, name: str) -> bool:
-    if not settings.chroma_dir.exists():
-        return False
-    return name in {c.name for c in client(settings).list_collections()}
+    return name in all_names(settings)
+
+
+def location(settings: Settings) -> str:
+    """Where the store is, for messages: its folder or its server."""
+    return (
+        str(settings.chroma_dir) if settings.store.mode == "embedded" else f"the Chroma server at {settings.store.url}"
+    )
+
+
+def all_names(settings: Settings) -> set[str]:
+    if settings.store.mode == "embedded" and not settings.chroma_dir.exists():
+        return set()  # don't create an empty store just to list it
+    return {c.name for c in client(settings).list_collections()}
 
 
 def iter_metadatas(collection: chromadb.Collection) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -122,7 +142,7 @@ def delete_ids(collection: chromadb.Collection, ids: list[str]) -> None:
 def checked_collection(settings: Settings, name: str) -> chromadb.Collection:
     """An existing collection built with the settings' embedding model and chunking."""
     if not has_collection(settings, name):
-        raise StoreError(f"no collection '{name}' in {settings.chroma_dir}: run `python -m ingestion DIR` first")
+        raise StoreError(f"no collection '{name}' in {location(settings)}: run `python -m ingestion DIR` first")
     collection = client(settings).get_collection(name, embedding_function=None)
     check_spec(collection, IndexSpec.from_settings(settings))
     return collection

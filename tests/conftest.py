@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -88,3 +92,24 @@ def tiny_adapter(chat_data_dir: Path) -> Path:
         data=ROOT / "data" / "qa" / "train.jsonl", eval_data=None, output="tiny", max_steps=2, batch_size=2
     )
     return train(Settings(data_dir=chat_data_dir, train=cfg))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    """Wait until a server we started answers 200 on `url`; fail fast if it exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"{server.args[0]} exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"nothing answered on {url}")

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_healthy
 
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
@@ -25,26 +23,6 @@ pytestmark = [
     pytest.mark.allow_hosts(["127.0.0.1"]),
     pytest.mark.skipif(CHROMEDRIVER is None, reason="needs Debian's chromium-driver (apt-get install chromium-driver)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not answer on {url}")
 
 
 @pytest.fixture
@@ -56,7 +34,7 @@ def chat_url(chat_data_dir: Path, tmp_path: Path) -> Iterator[str]:
         [sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
     )
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", server)
+        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", server)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
