@@ -62,9 +62,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check app ingestion finetune evaluation tests benchmarks scripts
 	$(PY) -m mypy
 
-# llama-cpp-python (the generation benchmark's peer) compiles llama.cpp once, ~20 min on 2 cores.
 bench: ingest
-	$(PIP) install --quiet -e ".[bench]"
 	$(OFFLINE) $(PY) -m benchmarks.ingest
 	$(OFFLINE) $(PY) -m benchmarks.finetune
 	$(OFFLINE) $(PY) -m benchmarks.retrieval

@@ -114,17 +114,70 @@ def resolve_adapter(settings: Settings, name: str | None = None) -> Path | None:
     return folder
 
 
-def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSettings | None = None) -> LocalChatModel:
-    """The chat model the settings ask for; the base weights are shared by every caller."""
+def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSettings | None = None) -> BaseChatModel:
+    """The chat model the settings ask for: local (base weights shared by every caller) or a server's."""
+    chat = chat or settings.chat
+    if settings.llm_backend == "openai-compatible":
+        return server_chat_model(settings, adapter, chat)
     loaded = shared_model(settings)
     folder = resolve_adapter(settings, adapter)
     if folder is not None:
         with loaded.lock:
             loaded.activate(folder)  # load and check it now: a wrong base fails before the first question
-    chat = chat or settings.chat
     return LocalChatModel(
         loaded=loaded, adapter=folder, max_new_tokens=chat.max_new_tokens, temperature=chat.temperature
     )
+
+
+def server_chat_model(settings: Settings, adapter: str | None, chat: ChatSettings) -> BaseChatModel:
+    """An OpenAI-compatible server's model (langchain-openai); the server applies the chat template."""
+    from langchain_openai import ChatOpenAI
+
+    server = settings.llm_server
+    return ChatOpenAI(
+        base_url=server.url,
+        api_key=server.api_key,
+        model=served_model(settings, adapter),
+        temperature=chat.temperature,
+        max_tokens=chat.max_new_tokens,
+        timeout=server.timeout,
+        max_retries=1,
+        streaming=True,
+    )
+
+
+def served_model(settings: Settings, adapter: str | None = None) -> str:
+    """The server's model for `adapter`: an adapter is a model name there (vLLM serves each
+    --lora-modules NAME as one); none or unset means the base (`llm_server.model`, else the first listed)."""
+    from app.models import ModelError
+
+    name = adapter if adapter is not None else settings.adapter
+    models = served_models(settings)
+    if name in (None, NO_ADAPTER):
+        name = settings.llm_server.model or models[0]
+    if name not in models:
+        raise ModelError(f"the LLM server at {settings.llm_server.url} does not serve {name!r}; it serves {models}")
+    return name
+
+
+def served_models(settings: Settings) -> list[str]:
+    """The model names an OpenAI-compatible server offers (GET /models)."""
+    from openai import OpenAI, OpenAIError
+
+    from app.models import ModelError
+
+    server = settings.llm_server
+    client = OpenAI(base_url=server.url, api_key=server.api_key.get_secret_value(), timeout=10, max_retries=0)
+    try:
+        models = [model.id for model in client.models.list()]
+    except OpenAIError as error:
+        raise ModelError(
+            f"cannot reach the LLM server at {server.url} ({type(error).__name__}): start it "
+            "(README, 'Scaling out') or set ASKDOCS_LLM_BACKEND=local"
+        ) from None
+    if not models:
+        raise ModelError(f"the LLM server at {server.url} serves no model")
+    return models
 
 
 class LocalChatModel(BaseChatModel):

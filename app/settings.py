@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDING = "bundled:all-minilm-l6-v2"
@@ -92,6 +92,15 @@ class StoreSettings(BaseModel):
         return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
 
 
+class LlmServerSettings(BaseModel):
+    """`llm_backend = openai-compatible`: the chain's prompt goes to this server (vLLM, llama.cpp's server, ...)."""
+
+    url: str = Field("http://127.0.0.1:8000/v1", description="The server's OpenAI API base URL.")
+    model: str | None = Field(None, description="Model name to ask for (default: the first the server lists).")
+    api_key: SecretStr = Field(SecretStr("none"), description="Sent as the bearer token; local servers ignore it.")
+    timeout: float = Field(120.0, gt=0, description="Seconds to wait for an answer.")
+
+
 class Settings(BaseSettings):
     """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
 
@@ -125,8 +134,14 @@ class Settings(BaseSettings):
         "auto", description="Chat model weights: nf4 (4-bit bitsandbytes), fp32, or auto (nf4 where bf16 is native)."
     )
     adapter: str | None = Field(
-        None, description="Adapter name under DATA_DIR/adapters or a path; 'none' = base alone; unset = newest."
+        None,
+        description="Adapter name under DATA_DIR/adapters or a path; 'none' = base alone; unset = newest. "
+        "With an openai-compatible backend: a model name the server serves (vLLM: a --lora-modules name).",
     )
+    llm_backend: Literal["local", "openai-compatible"] = Field(
+        "local", description="local: the model in this process; openai-compatible: llm_server (see README)."
+    )
+    llm_server: LlmServerSettings = Field(default_factory=LlmServerSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)

@@ -43,13 +43,17 @@ def cached_chain(
 
 
 def adapter_choices(settings: Settings) -> list[str]:
+    """Completed local adapters, or the models an OpenAI-compatible server serves (its LoRA modules)."""
+    from app.llm import served_models
     from finetune.adapter import list_adapters
 
+    if settings.llm_backend == "openai-compatible":
+        return served_models(settings)
     return [row["name"] for row in list_adapters(settings.adapters_dir) if row.get("completed")] + [NO_ADAPTER_LABEL]
 
 
 def sidebar(settings: Settings) -> dict[str, Any]:
-    from app.llm import NO_ADAPTER, llm_precision
+    from app.llm import NO_ADAPTER
     from app.store import collection_names
 
     st.sidebar.title("askdocs")
@@ -74,11 +78,17 @@ def sidebar(settings: Settings) -> dict[str, Any]:
         choice["adapter"] = NO_ADAPTER
     if st.sidebar.button("New chat", icon=":material/add_comment:"):
         st.session_state.messages = []
-    st.sidebar.caption(
-        f"Base model: {escape(settings.llm_base)} ({llm_precision(settings)})  \nAdapter: {escape(choice['adapter'])}"
-    )
+    st.sidebar.caption(model_caption(settings, choice["adapter"]))
     upload_form(settings, choice["collection"])
     return choice
+
+
+def model_caption(settings: Settings, adapter: str) -> str:
+    from app.llm import llm_precision
+
+    if settings.llm_backend == "openai-compatible":
+        return f"Model server: {escape(settings.llm_server.url)}  \nModel: {escape(adapter)}"
+    return f"Base model: {escape(settings.llm_base)} ({llm_precision(settings)})  \nAdapter: {escape(adapter)}"
 
 
 def upload_form(settings: Settings, collection: str) -> None:

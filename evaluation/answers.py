@@ -80,15 +80,21 @@ def evaluate(settings: Settings, questions: list[Question], configs: list[Config
 def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
     """Everything that changes an answer of `config`."""
     from app.bm25 import fingerprint
-    from app.llm import llm_precision, resolve_adapter
+    from app.llm import llm_precision, resolve_adapter, served_model
     from app.store import checked_collection
 
-    adapter = resolve_adapter(settings, None if config.adapter == "newest" else config.adapter)
-    manifest = adapter / "manifest.json" if adapter else None
+    name = None if config.adapter == "newest" else config.adapter
+    if settings.llm_backend == "openai-compatible":  # what the server does with a model name is its business
+        model: list[Any] = [settings.llm_server.url, served_model(settings, name)]
+        adapter, manifest = None, None
+    else:
+        model = [settings.llm_base, llm_precision(settings)]
+        adapter = resolve_adapter(settings, name)
+        manifest = adapter / "manifest.json" if adapter else None
     return {
         "config": [config.rag, str(adapter)],
         "adapter": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else None,
-        "llm": [settings.llm_base, llm_precision(settings)],
+        "llm": model,
         "chat": settings.chat.model_dump(),
         "retrieval": settings.retrieval.model_dump() if config.rag else None,
         "collection": fingerprint(checked_collection(settings, settings.collection)) if config.rag else None,
