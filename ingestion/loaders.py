@@ -151,6 +151,8 @@ def load(path: Path) -> list[Document]:
         raise
     except PermissionError:
         raise LoadError("permission denied") from None
+    except FileNotFoundError:  # it was there when the folder was scanned: not a parse error
+        raise LoadError("cannot read: deleted during the run") from None
     except Exception as exc:  # a corrupt file may raise anything from deep inside a parser
         raise LoadError(f"cannot parse {path.suffix.lower()[1:]}: {type(exc).__name__}: {one_line(exc)}") from exc
     docs = [doc for doc in docs if doc.page_content.strip()]

@@ -68,11 +68,19 @@ def scan(root: Path, max_bytes: int) -> tuple[list[SourceFile], list[str]]:
     files, skipped = [], []
     for path in walk(root):
         source = path.relative_to(root).as_posix()
-        if loaders.is_supported(path):
-            files.append(hashed(SourceFile(path, source), max_bytes))
+        if not loaders.is_supported(path):
+            skipped.append(printable(source))
+        elif printable(source) != source:
+            files.append(SourceFile(path, printable(source), error="file name is not valid UTF-8: rename the file"))
         else:
-            skipped.append(source)
+            files.append(hashed(SourceFile(path, source), max_bytes))
     return files, skipped
+
+
+def printable(source: str) -> str:
+    """A name with bytes that aren't UTF-8 (kept by Python as surrogates, which Chroma, hashing and
+    the terminal all refuse) shown with those bytes escaped: caf\\xe9.md."""
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def walk(root: Path) -> Iterator[Path]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import pathlib
@@ -9,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from app import store
 from app.cli import EXIT_ERROR
 from app.settings import Settings
-from ingestion import cli
+from ingestion import cli, sync
 from ingestion.pipeline import ingest
 from tests.conftest import make_markdown
 
@@ -62,6 +65,126 @@ def test_folder_of_bad_files_reports_each_and_ingests_the_good_ones(
     assert all("\n" not in reason for reason in reasons.values())
     assert {r.source for r in report.results if r.status == "added"} == {"good.md", "latin.txt"}
     assert report.skipped == ["photo.jpg"]
+
+
+def test_corpus_of_every_kind_of_bad_input_stores_exactly_what_the_good_files_alone_would(
+    settings: Settings,
+    tmp_path: Path,
+    unreadable: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = good_files()
+    corpus, clean = tmp_path / "corpus", tmp_path / "clean"
+    write_files(corpus, good)
+    write_files(clean, good)
+    expected = write_bad_files(corpus, good["report.docx"], unreadable)
+    vanish_after_scan(monkeypatch, corpus / "vanishing.md")
+
+    report = ingest(corpus, settings)
+    clean_settings = settings.model_copy(update={"data_dir": tmp_path / "clean-data"})
+    clean_report = ingest(clean, clean_settings)
+
+    reasons = {r.source: r.detail for r in report.failed}
+    assert {source: reason[: len(expected.get(source, reason))] for source, reason in reasons.items()} == expected
+    assert all("\n" not in reason for reason in reasons.values())
+    assert {r.source for r in report.results if r.status == "added"} == good.keys()
+    assert not clean_report.failed
+    assert stored_ids(settings) == stored_ids(clean_settings)
+    assert report.chunks_total == clean_report.chunks_total
+
+    (corpus / "vanishing.md").write_text(make_markdown("ghosts", 2))  # to vanish again
+    assert cli.main([str(corpus), "--data-dir", str(settings.data_dir)]) == cli.EXIT_FAILED_FILES
+    out = capsys.readouterr().out
+    assert all(source in out for source in expected), out
+
+
+def good_files() -> dict[str, bytes]:
+    """Readable files with awkward encodings, names and depths: every one must be ingested."""
+    deep = "/".join(f"level{i}" for i in range(40))
+    return {
+        "good.md": make_markdown("printers").encode(),
+        "latin-1.txt": "Kantine öffnet um 11:30, Café im 2. Stock.".encode("latin-1"),
+        "utf-16.txt": "Le café ouvre à 8 h, la cantine à 11 h 30.".encode("utf-16"),  # with its BOM
+        "report.docx": docx_bytes(),
+        f"{deep}/deep.md": make_markdown("archives", 3).encode(),
+        "with spaces.md": make_markdown("badges", 3).encode(),
+        "ünïcødé 文档.md": make_markdown("visas", 3).encode(),
+        "-rf.md": make_markdown("backups", 3).encode(),
+        "--help.txt": make_markdown("helpdesk", 3).encode(),
+        "linked/a/inside.md": make_markdown("parking", 3).encode(),  # a and b get symlinks to each other
+        "linked/b/inside.md": make_markdown("lockers", 3).encode(),
+    }
+
+
+def docx_bytes() -> bytes:
+    """Made once and written byte for byte, so both folders hash it alike (a save stamps times)."""
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Travel policy", 1)
+    for i in range(20):
+        document.add_paragraph(f"Rule {i}: book trains over flights below {i * 50} km and keep the receipt.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
+def write_bad_files(folder: Path, docx: bytes, unreadable: str) -> dict[str, str]:
+    """Each bad file and the start of the reason ingestion must give for it."""
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.7\n%broken beyond repair")
+    (folder / "truncated.docx").write_bytes(docx[: len(docx) // 2])
+    (folder / "zero.md").touch()
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 64)
+    # Sparse, so 50 MB costs nothing to write. It stays over the default max_file_mb (25) on purpose:
+    # embedding 50 MB of text would take the better part of an hour on two cores.
+    with (folder / "huge.txt").open("wb") as huge:
+        huge.write(b"Minutes of every meeting since 1990.\n")
+        huge.truncate(50 * 2**20)
+    (folder / "self.md").symlink_to("self.md")
+    (folder / "dangling.md").symlink_to("nowhere.md")
+    (folder / "linked" / "a" / "to-b").symlink_to("../b")  # a -> b -> a: symlinked folders aren't followed
+    (folder / "linked" / "b" / "to-a").symlink_to("../a")
+    (folder / unreadable).write_text("top secret")
+    (folder / unreadable).chmod(0)
+    (folder / "vanishing.md").write_text(make_markdown("ghosts", 2))
+    (folder / os.fsdecode(b"caf\xe9.md")).write_text(make_markdown("coffee", 2))  # a latin-1 name
+    return {
+        "corrupt.pdf": "cannot parse pdf",
+        "truncated.docx": "cannot parse docx",
+        "zero.md": "empty file",
+        "binary.txt": "binary content, not text",
+        "huge.txt": "too large: 50.0 MB > 25 MB (raise ASKDOCS_MAX_FILE_MB)",
+        "self.md": f"cannot read: {os.strerror(errno.ELOOP)}",
+        "dangling.md": f"cannot read: {os.strerror(errno.ENOENT)}",
+        unreadable: "permission denied",
+        "vanishing.md": "cannot read: deleted during the run",
+        "caf\\xe9.md": "file name is not valid UTF-8: rename the file",
+    }
+
+
+def vanish_after_scan(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Delete `path` once the folder has been listed and hashed, before its file is read."""
+    real_scan = sync.scan
+
+    def scan_then_delete(root: Path, max_bytes: int) -> tuple[list[sync.SourceFile], list[str]]:
+        listed = real_scan(root, max_bytes)
+        path.unlink(missing_ok=True)
+        return listed
+
+    monkeypatch.setattr(sync, "scan", scan_then_delete)
+
+
+def stored_ids(settings: Settings) -> list[str]:
+    ids = store.client(settings).get_collection(settings.collection).get(include=[])["ids"]
+    assert len(ids) == len(set(ids))
+    return sorted(ids)
 
 
 def test_file_that_turns_bad_keeps_its_stored_chunks(settings: Settings, docs: Path) -> None:
