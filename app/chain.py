@@ -9,6 +9,7 @@ must see exactly the passages the prompt showed the model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from functools import partial
 from operator import itemgetter
@@ -38,6 +39,8 @@ FEW_SHOT = [
     ),
     ("[1] (hr/holidays.md) The office is closed on 1 May.\n\nQuestion: What is the CEO's salary?", REFUSAL),
 ]
+# Turn markers of common chat templates (ChatML, Llama 3, Mistral, Gemma), as a document might plant them.
+CONTROL_TOKEN = re.compile(r"<\|[\w.-]{1,40}\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>")
 ANSWER_LLM = "answer-llm"  # the run name that marks the tokens to stream
 REWRITE = (
     "Rewrite the last question so it can be understood without the conversation. "
@@ -54,7 +57,13 @@ def rag_prompt() -> ChatPromptTemplate:
 
 def format_docs(docs: list[Document]) -> str:
     """Numbered passages with where they come from, as the prompt and the citations use them."""
-    return "\n\n".join(f"[{n}] ({where(doc)}) {doc.page_content}" for n, doc in enumerate(docs, start=1))
+    return "\n\n".join(f"[{n}] ({where(doc)}) {defuse(doc.page_content)}" for n, doc in enumerate(docs, start=1))
+
+
+def defuse(text: str) -> str:
+    """Chat-control strings in a document (<|im_start|>, <|eot_id|>, ...) stay text for any tokenizer or
+    server: a zero-width space after '<' keeps them from becoming special tokens (a planted system turn)."""
+    return CONTROL_TOKEN.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
 
 
 def where(doc: Document) -> str:

@@ -26,6 +26,8 @@ NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 # E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
 IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\]>]+[^\s)\]>.,;:!?]")
 WORD = re.compile(r"[\w€$%.-]+")
+# "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
+NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
 REFUSAL_HINTS = ("couldn't find", "could not find", "can't find", "cannot find", "don't know", "not in the documents")
 ECHO = re.compile(r"Context:|Question:|\[\d+\] \(|Use only the numbered context|^#{1,6} |```", re.MULTILINE)
 STOPWORD_TEXT = (
@@ -195,17 +197,22 @@ def judge(
     """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported.
 
     A sentence that only restates the question ("Yes, we have an office in Brazil.") adds no word
-    a chunk could vouch for by overlap or similarity, so a chunk must contain all its words.
+    a chunk could vouch for by overlap or similarity, so a chunk must contain all its words. A chunk
+    vouches for a sentence's numbers, e-mail addresses and links only by containing them, and for a
+    negated sentence only if it negates something too.
     """
     words, numbers = content_words(plain), set(NUMBER.findall(plain))
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
+    negated = bool(NEGATION.search(plain))
     scores = []
     for number, doc in enumerate(docs, start=1):
         overlap = len(words & content_words(doc.page_content)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
-        states_its_facts = numbers <= set(NUMBER.findall(doc.page_content)) and all(
-            i in doc.page_content.lower() for i in identifiers
+        states_its_facts = (
+            numbers <= set(NUMBER.findall(doc.page_content))
+            and all(i in doc.page_content.lower() for i in identifiers)
+            and (not negated or bool(NEGATION.search(doc.page_content)))
         )
         close = similarity >= settings.support_similarity or overlap >= settings.support_overlap
         if restates_question:
