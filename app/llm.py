@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -27,6 +28,7 @@ from app.settings import ChatSettings, Settings
 
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 NO_ADAPTER = "none"  # the settings value that means "the base model alone"
+LOADING = threading.Lock()
 
 
 def chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
@@ -77,6 +79,7 @@ def load_model(base: str, base_path: str, precision: str) -> LoadedModel:
     from app.models import load_causal_lm
     from finetune.adapter import base_hash
 
+    print(f"Loading the chat model {base} ({precision}) for this process ...", file=sys.stderr)
     model = load_causal_lm(base_path, quantize=precision == "nf4").eval()
     return LoadedModel(base, base_hash(base_path), model, AutoTokenizer.from_pretrained(base_path))
 
@@ -85,7 +88,8 @@ def shared_model(settings: Settings) -> LoadedModel:
     """The settings' base model, loaded once per process and shared by every caller."""
     from app.models import llm_model_path
 
-    return load_model(settings.llm_base, llm_model_path(settings), llm_precision(settings))
+    with LOADING:  # functools.cache alone would let two sessions asking at once load two copies
+        return load_model(settings.llm_base, llm_model_path(settings), llm_precision(settings))
 
 
 def llm_precision(settings: Settings) -> str:

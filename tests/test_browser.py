@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import ROOT, free_port, wait_healthy
 
 CHROMEDRIVER = shutil.which("chromedriver")
+MAX_NEW_TOKENS = 32
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.enable_socket,
@@ -29,6 +30,7 @@ pytestmark = [
 def chat_url(chat_data_dir: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = os.environ | {"ASKDOCS_DATA_DIR": str(chat_data_dir), "ASKDOCS_ADAPTER": "none"}
+    env["ASKDOCS_CHAT__MAX_NEW_TOKENS"] = str(MAX_NEW_TOKENS)
     log = (tmp_path / "streamlit.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
@@ -90,3 +92,43 @@ def test_browser_user_asks_and_sees_a_cited_answer(chat_url: str, browser, tmp_p
     assert "Sources (" in answer and "Sources (0)" not in answer
     assert "vpn" in answer.lower()  # the cited passage (file name and snippet) is on screen
     assert shot.stat().st_size > 10_000
+
+
+def test_eight_browser_sessions_at_once_get_their_own_uncorrupted_answers(
+    chat_url: str, browser, chat_data_dir: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from app.chain import chain_from_settings
+    from app.settings import Settings
+    from tests.test_chain import HELD_OUT
+
+    questions = [row["question"] for row in HELD_OUT if row["source"]][:8]
+    tabs = []
+    for question in questions:  # eight tabs = eight Streamlit sessions (websockets) on one server
+        if tabs:
+            browser.switch_to.new_window("tab")
+        browser.get(chat_url)
+        box = WebDriverWait(browser, 180).until(
+            ready.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid='stChatInputTextArea']"))
+        )
+        box.send_keys(question, Keys.ENTER)
+        tabs.append(browser.current_window_handle)
+    shown = []
+    for tab in tabs:
+        browser.switch_to.window(tab)
+        WebDriverWait(browser, 600).until(
+            ready.presence_of_element_located((By.XPATH, "//summary[contains(., 'Details')]"))
+        )
+        shown.append(
+            browser.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")[1].get_attribute("textContent")
+        )
+    chain = chain_from_settings(Settings(data_dir=chat_data_dir), adapter="none", max_new_tokens=MAX_NEW_TOKENS)
+    for question, text in zip(questions, shown, strict=True):
+        alone = chain.invoke({"question": question, "history": []})
+        assert f"model's answer before the check: {alone.raw_answer}" in text, question
+    loads = (tmp_path / "streamlit.log").read_text().count("Loading the chat model")
+    assert loads == 1  # one model in the server, shared by every session
