@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -125,7 +126,8 @@ def build(collection: chromadb.Collection) -> Bm25Index:
 
 
 def save(index: Bm25Index, folder: Path) -> None:
-    """Write into a temporary folder, then rename it into place; drop older fingerprints."""
+    """Write into a temporary folder, then rename it into place; drop older fingerprints (and the
+    temporary folders of saves that were killed)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
     if index.ids:
@@ -136,8 +138,13 @@ def save(index: Bm25Index, folder: Path) -> None:
     except OSError:  # another process saved the same fingerprint first: theirs is as good
         shutil.rmtree(tmp, ignore_errors=True)
     for old in folder.parent.iterdir():
-        if old != folder and not old.name.startswith(".tmp-"):
+        if old != folder and (not old.name.startswith(".tmp-") or abandoned(old)):
             shutil.rmtree(old, ignore_errors=True)
+
+
+def abandoned(tmp: Path) -> bool:
+    """A temporary folder an hour old was left by a killed save, not one in progress elsewhere."""
+    return time.time() - tmp.stat().st_mtime > 3600
 
 
 def load(folder: Path) -> Bm25Index:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -118,8 +120,13 @@ def test_an_index_out_of_step_with_chroma_is_rebuilt_not_trusted(settings: Setti
     collection = store.client(settings).get_collection(settings.collection, embedding_function=None)
     victim = sorted(stored_ids(settings))[0]
     collection.delete(ids=[victim])  # as if a run died after Chroma changed and before the index did
+    folder = settings.chroma_dir / "bm25" / settings.collection
+    killed_save, running_save = folder / ".tmp-killed", folder / ".tmp-running"  # left by other processes
+    killed_save.mkdir()
+    running_save.mkdir()
+    os.utime(killed_save, (time.time() - 7200, time.time() - 7200))
     assert set(index_of(settings).ids) == stored_ids(settings)
-    assert len(list((settings.chroma_dir / "bm25" / settings.collection).iterdir())) == 1  # the stale one is gone
+    assert sorted(p.name for p in folder.iterdir()) == [".tmp-running", bm25.fingerprint(collection)]
 
 
 def test_tokenizer_keeps_codes_whole_and_in_parts() -> None:
