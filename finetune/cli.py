@@ -90,6 +90,7 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
     from finetune import evaluate
     from finetune.adapter import AdapterError, read_manifest, write_manifest
     from finetune.data import DataError
+    from finetune.guard import DivergedError
     from finetune.train import held_out_examples, train
 
     try:
@@ -100,7 +101,7 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
             print(f"comparing base and adapter on {len(examples)} held-out examples ...", file=sys.stderr)
             manifest["comparison"] = evaluate.compare(settings, folder, settings.train.method, examples)
             write_manifest(folder, manifest)
-    except (DataError, AdapterError, ModelError, MemoryError) as exc:
+    except (DataError, AdapterError, ModelError, MemoryError, DivergedError) as exc:
         return fail(str(exc))
     if as_json:
         print(json.dumps(manifest, indent=2))

@@ -60,6 +60,8 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
     """Train an adapter and return its folder; the manifest's `completed` is set only at the end."""
     from transformers import DataCollatorForSeq2Seq, set_seed
 
+    from finetune import guard
+
     cfg = settings.train
     base_path = llm_model_path(settings)
     name = cfg.output or adapter.default_name(cfg.method)
@@ -85,10 +87,15 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=data.IGNORE, padding=True),
-        callbacks=callbacks,
+        callbacks=[guard.DivergenceGuard(len(tokenizer)), *(callbacks or [])],
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(folder / "checkpoints") if resume else None)
-    final_eval = trainer.evaluate() if len(prepared.eval) else {}
+    checkpoint = guard.resume_checkpoint(folder / "checkpoints", guard.lora_keys(model)) if resume else None
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+        final_eval = trainer.evaluate() if len(prepared.eval) else {}
+    except guard.DivergedError:
+        shutil.rmtree(folder)  # its checkpoints lead to the same divergence; free the name for a lower --lr
+        raise
     model.save_pretrained(folder)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # only a cut run needs them
 
@@ -180,6 +187,7 @@ def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) 
         train_sampling_strategy="group_by_length",
         warmup_steps=min(10, max(cfg.max_steps, 1) // 10),
         logging_steps=1,
+        logging_nan_inf_filter=False,  # log a NaN loss as NaN (not the previous mean) so the guard sees it
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.save_steps,
         save_strategy="steps",
@@ -190,9 +198,3 @@ def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) 
         report_to=[],
         dataloader_num_workers=0,
     )
-
-
-def last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
