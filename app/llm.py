@@ -135,6 +135,7 @@ def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSetting
 
 def server_chat_model(settings: Settings, adapter: str | None, chat: ChatSettings) -> BaseChatModel:
     """An OpenAI-compatible server's model (langchain-openai); the server applies the chat template."""
+    import httpx
     from langchain_openai import ChatOpenAI
 
     server = settings.llm_server
@@ -144,9 +145,14 @@ def server_chat_model(settings: Settings, adapter: str | None, chat: ChatSetting
         model=served_model(settings, adapter),
         temperature=chat.temperature,
         max_tokens=chat.max_new_tokens,
+        # ChatOpenAI sends that as max_completion_tokens, which llama.cpp's server ignores: say both.
+        extra_body={"max_tokens": chat.max_new_tokens},
         timeout=server.timeout,
         max_retries=1,
         streaming=True,
+        # Each chat question streams in an event loop of its own (Streamlit's write_stream, asyncio.run):
+        # a kept-alive connection from the previous, closed loop fails with "Event loop is closed".
+        http_async_client=httpx.AsyncClient(timeout=server.timeout, limits=httpx.Limits(max_keepalive_connections=0)),
     )
 
 

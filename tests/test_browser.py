@@ -97,6 +97,7 @@ def test_browser_user_asks_and_sees_a_cited_answer(chat_url: str, browser, tmp_p
 def test_eight_browser_sessions_at_once_get_their_own_uncorrupted_answers(
     chat_url: str, browser, chat_data_dir: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
@@ -120,15 +121,20 @@ def test_eight_browser_sessions_at_once_get_their_own_uncorrupted_answers(
     shown = []
     for tab in tabs:
         browser.switch_to.window(tab)
-        WebDriverWait(browser, 600).until(
-            ready.presence_of_element_located((By.XPATH, "//summary[contains(., 'Details')]"))
-        )
-        shown.append(
-            browser.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")[1].get_attribute("textContent")
-        )
+        wait = WebDriverWait(browser, 600, ignored_exceptions=(StaleElementReferenceException,))
+        shown.append(wait.until(answer_details))
     chain = chain_from_settings(Settings(data_dir=chat_data_dir), adapter="none", max_new_tokens=MAX_NEW_TOKENS)
     for question, text in zip(questions, shown, strict=True):
         alone = chain.invoke({"question": question, "history": []})
         assert f"model's answer before the check: {alone.raw_answer}" in text, question
     loads = (tmp_path / "streamlit.log").read_text().count("Loading the chat model")
     assert loads == 1  # one model in the server, shared by every session
+
+
+def answer_details(browser) -> str | None:  # type: ignore[no-untyped-def]
+    """The answer's text once its Details (rendered after the checked answer) are on the page."""
+    from selenium.webdriver.common.by import By
+
+    messages = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")
+    text = messages[1].get_attribute("textContent") if len(messages) > 1 else ""
+    return text if "model's answer before the check:" in text else None
