@@ -6,6 +6,11 @@ Examples:
     python -m finetune --lora --rank 32                       # same adapter on the unquantized base
     python -m finetune --output support-v1 --resume           # continue after a kill
     python -m finetune --list                                 # adapters, newest first
+
+Several processes on one CPU machine (gloo; each takes --batch-size examples of every step):
+    OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m finetune --lora --batch-size 4
+    OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 -m finetune --lora --batch-size 4
+(`accelerate launch --cpu` starts a single process unless mpirun is configured.)
 """
 
 from __future__ import annotations
@@ -91,10 +96,12 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
     from finetune.adapter import AdapterError, read_manifest, write_manifest
     from finetune.data import DataError
     from finetune.guard import DivergedError
-    from finetune.train import held_out_examples, train
+    from finetune.train import held_out_examples, is_main_process, train
 
     try:
         folder = train(settings, resume=resume)
+        if not is_main_process():
+            return 0  # one report, from the main process
         manifest = read_manifest(folder)
         if compare:
             examples = held_out_examples(settings)

@@ -35,7 +35,11 @@ def with_lora(model: Any, train: TrainSettings) -> Any:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if train.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        # Non-reentrant like the LoRA path: peft's reentrant default fails under DDP (torchrun) with
+        # "Expected to mark a variable ready only once".
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     else:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
@@ -59,11 +63,14 @@ def answer_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any) ->
 
     from finetune.data import IGNORE
 
-    causal_lm = model.get_base_model()
-    hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    # Through the model's own forward: under multi-process training `model` is a DDP wrapper,
+    # which syncs gradients only for a forward it ran (logits_to_keep=1: one position's logits).
+    outputs = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
+    hidden = outputs.hidden_states[-1]  # the final-norm output, equal to the base's last_hidden_state
+    lm_head = getattr(model, "module", model).get_output_embeddings()
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    logits = causal_lm.lm_head(hidden[:, :-1][mask]).float()
+    logits = lm_head(hidden[:, :-1][mask]).float()
     return F.cross_entropy(logits, targets[mask])
 
 

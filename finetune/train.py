@@ -57,7 +57,11 @@ def tokenize_all(examples: list[data.Messages], tokenizer: Any, max_len: int) ->
 
 
 def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
-    """Train an adapter and return its folder; the manifest's `completed` is set only at the end."""
+    """Train an adapter and return its folder; the manifest's `completed` is set only at the end.
+
+    Under torchrun (or accelerate launch) every process trains on its share of each batch; only the
+    main one writes files.
+    """
     from transformers import DataCollatorForSeq2Seq, set_seed
 
     from finetune import guard
@@ -73,10 +77,8 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
         raise adapter.AdapterError(f"adapter {name} already finished training; choose another --output")
     tokenizer = load_tokenizer(base_path)
     check_memory(base_path, cfg.method)
-    folder.mkdir(parents=True, exist_ok=True)
     prepared = prepare_data(settings, tokenizer)
     manifest = start_manifest(settings, base_path, tokenizer, prepared)
-    adapter.write_manifest(folder, manifest)
 
     started = time.perf_counter()
     set_seed(cfg.seed)  # LoRA's A matrices are drawn at random when the adapter is created
@@ -89,20 +91,34 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
         data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=data.IGNORE, padding=True),
         callbacks=[guard.DivergenceGuard(len(tokenizer)), *(callbacks or [])],
     )
-    checkpoint = guard.resume_checkpoint(folder / "checkpoints", guard.lora_keys(model)) if resume else None
+    main = trainer.is_world_process_zero()
+    trainer.accelerator.wait_for_everyone()  # every process has read `existing` before the main one writes
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+        adapter.write_manifest(folder, manifest)
+    with trainer.args.main_process_first(desc="choosing a checkpoint"):  # only the main one renames corrupt ones
+        checkpoint = guard.resume_checkpoint(folder / "checkpoints", guard.lora_keys(model)) if resume else None
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
         final_eval = trainer.evaluate() if len(prepared.eval) else {}
     except guard.DivergedError:
-        shutil.rmtree(folder)  # its checkpoints lead to the same divergence; free the name for a lower --lr
+        if main:  # its checkpoints lead to the same divergence; free the name for a lower --lr
+            shutil.rmtree(folder)
         raise
-    model.save_pretrained(folder)
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # only a cut run needs them
+    if main:
+        complete(folder, manifest, trainer, final_eval, wall_seconds=time.perf_counter() - started)
+    trainer.accelerator.wait_for_everyone()  # no process returns before the adapter is complete
+    return folder
 
+
+def complete(folder: Path, manifest: dict[str, Any], trainer: Any, final_eval: dict, *, wall_seconds: float) -> None:
+    """Save the adapter, drop its checkpoints (only a cut run needs them), then mark the manifest completed."""
+    trainer.model.save_pretrained(folder)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     manifest.update(
         completed=True,
         finished_at=datetime.now().isoformat(timespec="seconds"),
-        wall_seconds=round(time.perf_counter() - started, 1),
+        wall_seconds=round(wall_seconds, 1),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         steps=trainer.state.global_step,
         train_loss=[(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
@@ -110,7 +126,13 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
         final_eval_loss=final_eval.get("eval_loss"),
     )
     adapter.write_manifest(folder, manifest)
-    return folder
+
+
+def is_main_process() -> bool:
+    """False in the other processes of a multi-process run, which leave reporting to the main one."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def load_tokenizer(base_path: str) -> Any:
