@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,25 +28,27 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def chat_url(chat_data_dir: Path, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def streamlit_app(data_dir: Path, log: Path) -> Iterator[str]:
+    """The chat as a user starts it (`python -m app`) on a free loopback port, base model, short answers."""
     port = free_port()
-    env = os.environ | {"ASKDOCS_DATA_DIR": str(chat_data_dir), "ASKDOCS_ADAPTER": "none"}
+    env = os.environ | {"ASKDOCS_DATA_DIR": str(data_dir), "ASKDOCS_ADAPTER": "none"}
     env["ASKDOCS_CHAT__MAX_NEW_TOKENS"] = str(MAX_NEW_TOKENS)
-    log = (tmp_path / "streamlit.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", server)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", server)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
+@contextmanager
+def chromium(*, log_network: bool = False) -> Iterator[Any]:
+    """Debian's headless Chromium; with log_network, DevTools logs every request the page makes."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -60,11 +64,25 @@ def browser() -> Iterator[object]:
         "--no-first-run",
     ):
         options.add_argument(flag)
+    if log_network:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def chat_url(chat_data_dir: Path, tmp_path: Path) -> Iterator[str]:
+    with streamlit_app(chat_data_dir, tmp_path / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with chromium() as driver:
+        yield driver
 
 
 def test_browser_user_asks_and_sees_a_cited_answer(chat_url: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -10,11 +10,7 @@ attributes the claim to that passage, so the user sees which document said it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,8 +25,8 @@ from app.chain import SYSTEM, format_docs, rag_prompt
 from app.check import check
 from app.models import encode, load_embedder
 from app.settings import ChatSettings, Settings
-from tests.conftest import ROOT, free_port, wait_healthy
-from tests.test_browser import CHROMEDRIVER
+from tests.conftest import ROOT
+from tests.test_browser import CHROMEDRIVER, chromium, streamlit_app
 
 QUESTION = "Who approves a refund of 300 EUR?"
 POLICY_TEXT = (
@@ -195,39 +191,14 @@ def test_document_html_and_markdown_are_shown_as_text_in_the_chat(
 
 @pytest.fixture
 def hostile_chat_url(hostile_data_dir: Path, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = os.environ | {"ASKDOCS_DATA_DIR": str(hostile_data_dir), "ASKDOCS_ADAPTER": "none"}
-    env["ASKDOCS_CHAT__MAX_NEW_TOKENS"] = "32"
-    log = (tmp_path / "streamlit.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", server)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with streamlit_app(hostile_data_dir, tmp_path / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture
 def logging_browser() -> Iterator[Any]:
-    """Headless Chromium that logs every network request the page makes (DevTools performance log)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
-        options.add_argument(flag)
-    for flag in ("--disable-background-networking", "--disable-component-update", "--no-first-run"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium(log_network=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def requested_urls(browser: Any) -> list[str]:
