@@ -233,7 +233,7 @@ class LocalChatModel(BaseChatModel):
         tokenizer = self.loaded.tokenizer
         inputs = tokenizer.apply_chat_template(
             chat_dicts(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        ).to(self.loaded.model.device)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled, failure = threading.Event(), list[BaseException]()
         with self.loaded.lock, self.loaded.activate(self.adapter):

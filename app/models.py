@@ -9,6 +9,7 @@ import functools
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -87,21 +88,35 @@ def langchain_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
     )
 
 
+def llm_device() -> Any:
+    """This process's device: the CPU, or its own GPU (one per process under accelerate/torchrun)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def load_causal_lm(path: str, *, quantize: bool) -> Any:
-    """The LLM on CPU: 4-bit NF4 with double quantization (bitsandbytes), or plain fp32."""
+    """The LLM on `llm_device()`: 4-bit NF4 with double quantization (bitsandbytes), or plain fp32."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    device = llm_device()
     if not quantize:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map="cpu")
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map={"": device})
+    # bf16 compute only where the hardware does it natively; emulated bf16 is slower than fp32.
+    native_bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    compute = torch.bfloat16 if native_bf16 else torch.float32
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        # bf16 compute only where the CPU does it natively; emulated bf16 is slower than fp32.
-        bnb_4bit_compute_dtype=torch.bfloat16 if cpu_has_bf16() else torch.float32,
+        bnb_4bit_compute_dtype=compute,
+        # FSDP shards parameters of one dtype: the packed 4-bit weights must be stored as it (QLoRA + FSDP).
+        bnb_4bit_quant_storage=compute if os.environ.get("ACCELERATE_USE_FSDP") == "true" else torch.uint8,
     )
-    return AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map="cpu")
+    return AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map={"": device})
 
 
 def llm_model_path(settings: Settings) -> str:

@@ -57,9 +57,9 @@ def eval_loss(model: Any, tokenizer: Any, examples: list[data.Messages]) -> floa
     total, tokens = 0.0, 0
     for messages in examples:
         row = data.tokenize(messages, tokenizer)
-        labels = torch.tensor([row["labels"]])
+        labels = torch.tensor([row["labels"]], device=model.device)
         with torch.no_grad():
-            out = model(input_ids=torch.tensor([row["input_ids"]]), labels=labels)
+            out = model(input_ids=torch.tensor([row["input_ids"]], device=model.device), labels=labels)
         count = int((labels[:, 1:] != data.IGNORE).sum())
         total, tokens = total + float(out.loss) * count, tokens + count
     return total / max(tokens, 1)
@@ -79,7 +79,7 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in chunk]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.no_grad():
             out = model.generate(
                 **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id

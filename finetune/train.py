@@ -195,6 +195,8 @@ def start_manifest(settings: Settings, base_path: str, tokenizer: Any, prepared:
 def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) -> Any:
     from transformers import TrainingArguments
 
+    from app.models import llm_device
+
     cfg = settings.train
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -216,7 +218,7 @@ def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) 
         save_steps=cfg.save_steps,
         save_total_limit=2,
         seed=cfg.seed,
-        use_cpu=True,
+        use_cpu=llm_device().type == "cpu",  # a GPU per process where there are GPUs
         report_to=[],
         dataloader_num_workers=0,
     )
