@@ -127,20 +127,21 @@ async def stream_answer(chain: Runnable, inputs: dict[str, Any]) -> AsyncIterato
 
 
 def chain_from_settings(
-    settings: Settings, *, adapter: str | None = None, filters: dict[str, Any] | None = None, **chat: Any
+    settings: Settings,
+    *,
+    adapter: str | None = None,
+    filters: dict[str, Any] | None = None,
+    user: str | None = None,
+    **chat: Any,
 ) -> Runnable:
-    """The chain over the settings' collection and model; `chat` overrides ChatSettings fields and
-    `filters` (source_glob, file_types) narrow what the retriever searches."""
+    """The chain over the settings' collection and model, for a signed-in `user` (see app/access.py);
+    `chat` overrides ChatSettings fields and `filters` (source_glob, file_types) narrow the search."""
     from app.llm import chat_model
     from app.models import encode, load_embedder
     from app.retrieval import retriever
 
     chat_settings = settings.chat.model_copy(update=chat)
+    search = retriever(settings, k=chat_settings.top_k, user=user, **(filters or {}))  # access checked first
     embedder = load_embedder(settings)
     llm = chat_model(settings, adapter, chat_settings)
-    return build_chain(
-        llm,
-        retriever(settings, k=chat_settings.top_k, **(filters or {})),
-        partial(encode, settings, embedder),
-        chat_settings,
-    )
+    return build_chain(llm, search, partial(encode, settings, embedder), chat_settings)

@@ -104,14 +104,18 @@ def retriever(
     settings: Settings,
     collection: str | list[str] | None = None,
     k: int | None = None,
+    user: str | None = None,
     **filters: Any,
 ) -> HybridRetriever:
-    """The retriever over `collection` (default: the settings'); `filters`: source_glob, file_types."""
+    """The retriever over `collection` (default: the settings') for a signed-in `user` (None: anonymous);
+    `filters`: source_glob, file_types. Restricted collections raise `AccessError` for anyone else."""
+    from app.access import require
     from app.bm25 import open_index
     from app.models import langchain_embeddings
     from app.store import checked_collection
 
     names = [collection] if isinstance(collection, str) else collection or [settings.collection]
+    require(settings, names, user)
     searchables = []
     for name in names:
         chroma = checked_collection(settings, name)

@@ -101,6 +101,22 @@ class LlmServerSettings(BaseModel):
     timeout: float = Field(120.0, gt=0, description="Seconds to wait for an answer.")
 
 
+class AccessSettings(BaseModel):
+    """Optional: collections only named users may search in the chat (see app/access.py for what it is)."""
+
+    users: dict[str, SecretStr] = Field(default_factory=dict, description="User name → token (a password).")
+    collections: dict[str, list[str]] = Field(
+        default_factory=dict, description="Collection → the users who may read it; unlisted collections are open."
+    )
+
+    @model_validator(mode="after")
+    def _users_known(self) -> AccessSettings:
+        for name, users in self.collections.items():
+            if unknown := sorted(set(users) - set(self.users)):
+                raise ValueError(f"access.collections.{name}: unknown user(s) {', '.join(unknown)}")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
 
@@ -143,6 +159,7 @@ class Settings(BaseSettings):
     )
     llm_server: LlmServerSettings = Field(default_factory=LlmServerSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
 

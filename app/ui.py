@@ -25,9 +25,17 @@ def escape(text: str) -> str:
 
 @st.cache_resource(show_spinner="Loading the model and the collection ...")
 def cached_chain(
-    collection: str, adapter: str, top_k: int, temperature: float, max_new_tokens: int, search: str, source_glob: str
+    collection: str,
+    adapter: str,
+    top_k: int,
+    temperature: float,
+    max_new_tokens: int,
+    search: str,
+    source_glob: str,
+    user: str | None,
 ) -> Any:
-    """One chain per configuration; all of them share one copy of the model weights."""
+    """One chain per configuration; all of them share one copy of the model weights. `user` is the
+    signed-in user: the retriever refuses restricted collections to anyone else."""
     from app.chain import chain_from_settings
 
     settings = load_settings(collection=collection)
@@ -36,6 +44,7 @@ def cached_chain(
         settings,
         adapter=adapter,
         filters={"source_glob": source_glob or None},
+        user=user,
         top_k=top_k,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
@@ -53,13 +62,19 @@ def adapter_choices(settings: Settings) -> list[str]:
 
 
 def sidebar(settings: Settings) -> dict[str, Any]:
+    from app.access import readable
     from app.llm import NO_ADAPTER
     from app.store import collection_names
 
     st.sidebar.title("askdocs")
+    user = signed_in_user(settings)
     collections = collection_names(settings)
     if not collections:
         st.error("No documents yet: run `python -m ingestion YOUR_FOLDER` (or `make demo`) first.")
+        st.stop()
+    collections = readable(settings, collections, user)
+    if not collections:
+        st.info("Every collection here is restricted: sign in (sidebar) to see yours.")
         st.stop()
     default = collections.index(settings.collection) if settings.collection in collections else 0
     adapters = adapter_choices(settings)
@@ -73,6 +88,7 @@ def sidebar(settings: Settings) -> dict[str, Any]:
         "source_glob": st.sidebar.text_input("Only sources matching", placeholder="e.g. hr/* or *.pdf").strip(),
         "temperature": st.sidebar.slider("Temperature", 0.0, 1.5, settings.chat.temperature, 0.1),
         "max_new_tokens": st.sidebar.slider("Max new tokens", 32, 512, settings.chat.max_new_tokens, 32),
+        "user": user,
     }
     if choice["adapter"] == NO_ADAPTER_LABEL:
         choice["adapter"] = NO_ADAPTER
@@ -81,6 +97,23 @@ def sidebar(settings: Settings) -> dict[str, Any]:
     st.sidebar.caption(model_caption(settings, choice["adapter"]))
     upload_form(settings, choice["collection"])
     return choice
+
+
+def signed_in_user(settings: Settings) -> str | None:
+    """Only when some collection is restricted (settings.access): who is asking, checked by token."""
+    from app.access import sign_in
+
+    if not settings.access.collections:
+        return None
+    with st.sidebar.expander("Sign in", expanded=False):
+        name = st.text_input("User", key="user").strip()
+        token = st.text_input("Token", type="password", key="token")
+    user = sign_in(settings, name, token)
+    if name and token and user is None:
+        st.sidebar.error("Unknown user or wrong token.")
+    elif user:
+        st.sidebar.caption(f"Signed in as {escape(user)}")
+    return user
 
 
 def model_caption(settings: Settings, adapter: str) -> str:
@@ -176,13 +209,14 @@ def main() -> None:
     st.set_page_config(page_title="askdocs", page_icon=":material/description:")
     settings = load_settings()
     choice = sidebar(settings)
+    from app.access import AccessError
     from app.models import ModelError
     from app.store import StoreError
     from finetune.adapter import AdapterError
 
     try:
         chain = cached_chain(**choice)
-    except (AdapterError, ModelError, StoreError) as exc:  # e.g. an adapter trained on another base
+    except (AccessError, AdapterError, ModelError, StoreError) as exc:  # e.g. an adapter trained on another base
         st.error(str(exc))
         st.stop()
     messages = st.session_state.setdefault("messages", [])

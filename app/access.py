@@ -1,0 +1,40 @@
+"""Optional access control: collections only named users may search from the chat.
+
+A shared-secret gate inside the chat's process, checked where the retriever is built (server-side:
+a browser can't skip it). It is not encryption: anyone who can read DATA_DIR or reach the Chroma
+server reads every collection.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from app.settings import Settings
+
+
+class AccessError(PermissionError):
+    """A restricted collection was asked for by someone not allowed to read it."""
+
+
+def sign_in(settings: Settings, user: str, token: str) -> str | None:
+    """`user` when the token is theirs, else None (compared in constant time)."""
+    expected = settings.access.users.get(user)
+    if expected is None or not token:
+        return None
+    return user if hmac.compare_digest(expected.get_secret_value().encode(), token.encode()) else None
+
+
+def may_read(settings: Settings, collection: str, user: str | None) -> bool:
+    allowed = settings.access.collections.get(collection)
+    return allowed is None or user in allowed
+
+
+def readable(settings: Settings, collections: list[str], user: str | None) -> list[str]:
+    return [name for name in collections if may_read(settings, name, user)]
+
+
+def require(settings: Settings, collections: list[str], user: str | None) -> None:
+    for name in collections:
+        if not may_read(settings, name, user):
+            who = f"user '{user}'" if user else "anonymous users"
+            raise AccessError(f"collection '{name}' is restricted: {who} may not read it (sign in as one of its users)")
