@@ -12,7 +12,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,24 +38,41 @@ def chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 @dataclass
 class LoadedModel:
-    """One base model in memory (4-bit or fp32) with every adapter asked for so far; one generation at a time."""
+    """One base model in memory (4-bit or fp32) with every adapter asked for so far; one generation at a time.
+
+    LoRA/QLoRA adapters share the base (peft switches between them). Other methods change the base
+    itself (virtual tokens, bottleneck modules, PEQA's integer weights): each gets its own copy.
+    """
 
     base: str
     base_hash: str
+    base_path: str
+    precision: str
     model: Any
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
-    adapters: dict[str, str] = field(default_factory=dict)  # adapter folder -> peft adapter name
+    adapters: dict[str, str] = field(default_factory=dict)  # LoRA adapter folder -> peft adapter name
+    own_copies: dict[str, Any] = field(default_factory=dict)  # other adapter folder -> its model
 
-    def activate(self, adapter: Path | None) -> Any:
-        """Context in which `self.model` generates with `adapter` (None: the base alone). Hold the lock."""
+    @contextmanager
+    def using(self, adapter: Path | None) -> Iterator[Any]:
+        """The model that generates with `adapter` (None: the base alone). Hold the lock."""
+        from finetune.methods import method_of
+
         if adapter is None:
-            return self.model.disable_adapter() if self.adapters else nullcontext()
+            with self.model.disable_adapter() if self.adapters else nullcontext():
+                yield self.model
+            return
         key = str(adapter.resolve())
+        if method_of(adapter) not in ("lora", "qlora"):
+            if key not in self.own_copies:
+                self.own_copies[key] = self.load_copy(adapter)
+            yield self.own_copies[key]
+            return
         if key not in self.adapters:
             self.adapters[key] = self.load_adapter(adapter)
         self.model.set_adapter(self.adapters[key])
-        return nullcontext()
+        yield self.model
 
     def load_adapter(self, folder: Path) -> str:
         from peft import PeftModel
@@ -71,6 +88,17 @@ class LoadedModel:
         self.model.eval()
         return name
 
+    def load_copy(self, folder: Path) -> Any:
+        """A base of its own with the adapter on it; PEQA's scales folded into fp32 weights (same outputs)."""
+        from app.models import load_causal_lm
+        from finetune import methods
+        from finetune.adapter import check_base
+
+        check_base(folder, self.base, self.base_hash)
+        peqa = methods.method_of(folder) == "peqa"
+        base = load_causal_lm(self.base_path, quantize=self.precision == "nf4" and not peqa)
+        return methods.serving(methods.load(base, folder))
+
 
 @functools.cache  # once per process, whatever number of sessions or chains ask for it
 def load_model(base: str, base_path: str, precision: str) -> LoadedModel:
@@ -81,7 +109,8 @@ def load_model(base: str, base_path: str, precision: str) -> LoadedModel:
 
     print(f"Loading the chat model {base} ({precision}) for this process ...", file=sys.stderr)
     model = load_causal_lm(base_path, quantize=precision == "nf4").eval()
-    return LoadedModel(base, base_hash(base_path), model, AutoTokenizer.from_pretrained(base_path))
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    return LoadedModel(base, base_hash(base_path), base_path, precision, model, tokenizer)
 
 
 def shared_model(settings: Settings) -> LoadedModel:
@@ -126,8 +155,8 @@ def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSetting
     loaded = shared_model(settings)
     folder = resolve_adapter(settings, adapter)
     if folder is not None:
-        with loaded.lock:
-            loaded.activate(folder)  # load and check it now: a wrong base fails before the first question
+        with loaded.lock, loaded.using(folder):  # load and check it now: a wrong base fails before the first question
+            pass
     return LocalChatModel(
         loaded=loaded, adapter=folder, max_new_tokens=chat.max_new_tokens, temperature=chat.temperature
     )
@@ -233,11 +262,12 @@ class LocalChatModel(BaseChatModel):
         tokenizer = self.loaded.tokenizer
         inputs = tokenizer.apply_chat_template(
             chat_dicts(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(self.loaded.model.device)
+        )
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled, failure = threading.Event(), list[BaseException]()
-        with self.loaded.lock, self.loaded.activate(self.adapter):
-            thread = threading.Thread(target=self._run, args=(inputs, streamer, cancelled, failure), daemon=True)
+        with self.loaded.lock, self.loaded.using(self.adapter) as model:
+            args = (model, inputs.to(model.device), streamer, cancelled, failure)
+            thread = threading.Thread(target=self._run, args=args, daemon=True)
             thread.start()
             try:
                 for text in streamer:
@@ -253,7 +283,9 @@ class LocalChatModel(BaseChatModel):
         if failure:
             raise failure[0]
 
-    def _run(self, inputs: dict, streamer: Any, cancelled: threading.Event, failure: list[BaseException]) -> None:
+    def _run(
+        self, model: Any, inputs: dict, streamer: Any, cancelled: threading.Event, failure: list[BaseException]
+    ) -> None:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -265,7 +297,7 @@ class LocalChatModel(BaseChatModel):
         sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.temperature}
         try:
             with torch.no_grad():
-                self.loaded.model.generate(
+                model.generate(
                     **inputs,
                     streamer=streamer,
                     max_new_tokens=self.max_new_tokens,

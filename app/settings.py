@@ -22,27 +22,56 @@ TELEMETRY_ENV = {
 }
 
 
+Method = Literal["lora", "qlora", "prefix", "prompt", "ia3", "series-adapter", "parallel-adapter", "peqa"]
+METHODS: tuple[str, ...] = get_args(Method)
+# Learning rates per method when --lr is not given: LoRA's usual 2e-4; methods with few parameters
+# (IA3's scaling vectors, virtual tokens) need larger steps, PEQA's scales (~1e-3) much smaller ones.
+DEFAULT_LR = {
+    "lora": 2e-4,
+    "qlora": 2e-4,
+    "prefix": 1e-2,
+    "prompt": 3e-2,
+    "ia3": 3e-3,
+    "series-adapter": 3e-4,
+    "parallel-adapter": 3e-4,
+    "peqa": 2e-5,
+}
+
+
 class TrainSettings(BaseModel):
     """Fine-tuning hyper-parameters; defaults train the bundled SmolLM2 on CPU in minutes."""
 
-    method: Literal["qlora", "lora"] = "qlora"
+    method: Method = "qlora"
     data: Path = Path("data/qa/train.jsonl")
     eval_data: Path | None = Path("data/qa/eval.jsonl")
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="Held out when there is no eval file.")
     output: str | None = Field(None, description="Adapter name (default: METHOD-YYYYmmdd-HHMMSS).")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="Overrides epochs when > 0.")
-    lr: float = Field(2e-4, gt=0)
+    lr: float | None = Field(None, gt=0, description="Learning rate (default: per method, DEFAULT_LR).")
     # LLM-Adapters: LoRA on attention and MLP projections together works best.
     rank: int = Field(16, gt=0)
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    virtual_tokens: int = Field(10, gt=0, description="prefix/prompt tuning: virtual tokens (LLM-Adapters: 10).")
+    bottleneck: int | None = Field(
+        None, gt=0, description="series/parallel adapters' width (default: hidden size / 16, LLM-Adapters' ratio)."
+    )
+    peqa_bits: Literal[3, 4] = Field(4, description="PEQA: bits of the frozen integer weights.")
+    peqa_group_size: int | None = Field(
+        None, gt=0, description="PEQA: one scale per this many inputs of a channel (default: one per channel)."
+    )
+    peqa_train_zeros: bool = Field(False, description="PEQA: train the zero points too, not only the scales.")
     max_seq_len: int = Field(512, gt=16)
     batch_size: int = Field(8, gt=0)
     grad_accum: int = Field(1, gt=0)
     save_steps: int = Field(25, gt=0, description="Checkpoint (and eval) every N steps.")
     seed: int = 42
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr or DEFAULT_LR[self.method]
 
 
 class ChatSettings(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,38 +15,42 @@ MAX_NEW_TOKENS = 96
 
 def load_with_adapter(settings: Settings, folder: Path, method: str) -> tuple[Any, Any]:
     """A fresh base (4-bit for QLoRA, as trained) with the adapter on top, ready for inference."""
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
     from app.models import llm_model_path
+    from finetune import methods
     from finetune.model import load_base
 
     base_path = llm_model_path(settings)
-    model = PeftModel.from_pretrained(load_base(base_path, method, for_training=False), str(folder))
-    model.eval()
+    model = methods.load(load_base(base_path, method, for_training=False), folder)
     return model, AutoTokenizer.from_pretrained(base_path)
 
 
 def compare(settings: Settings, folder: Path, method: str, examples: list[data.Messages]) -> dict[str, dict]:
-    """Metrics per configuration: {"base": {...}, "adapter": {...}}."""
-    from app.models import load_embedder
+    """Metrics per configuration: {"base": {...}, "adapter": {...}}; the base as the method trained on it."""
+    from app.models import llm_model_path, load_embedder
+    from finetune.model import load_base
 
-    model, tokenizer = load_with_adapter(settings, folder, method)
     embedder = load_embedder(settings)
-    results = {}
-    for name, context in (("base", model.disable_adapter()), ("adapter", nullcontext())):
-        with context:
-            loss = eval_loss(model, tokenizer, examples)
-            answers = generate(model, tokenizer, [messages[:-1] for messages in examples])
-        references = [messages[-1]["content"] for messages in examples]
-        results[name] = {
-            "eval_loss": loss,
-            "perplexity": math.exp(loss),
-            "token_f1": mean(token_f1(a, r) for (a, _), r in zip(answers, references, strict=True)),
-            "similarity": similarity(embedder, [a for a, _ in answers], references),
-            "stopped_at_eos": mean(float(stopped) for _, stopped in answers),
-        }
-    return results
+    model, tokenizer = load_with_adapter(settings, folder, method)
+    base = load_base(llm_model_path(settings), method, for_training=False).eval()
+    return {
+        "base": metrics(base, tokenizer, embedder, examples),
+        "adapter": metrics(model, tokenizer, embedder, examples),
+    }
+
+
+def metrics(model: Any, tokenizer: Any, embedder: Any, examples: list[data.Messages]) -> dict[str, float]:
+    loss = eval_loss(model, tokenizer, examples)
+    answers = generate(model, tokenizer, [messages[:-1] for messages in examples])
+    references = [messages[-1]["content"] for messages in examples]
+    return {
+        "eval_loss": loss,
+        "perplexity": math.exp(loss),
+        "token_f1": mean(token_f1(a, r) for (a, _), r in zip(answers, references, strict=True)),
+        "similarity": similarity(embedder, [a for a, _ in answers], references),
+        "stopped_at_eos": mean(float(stopped) for _, stopped in answers),
+    }
 
 
 def eval_loss(model: Any, tokenizer: Any, examples: list[data.Messages]) -> float:

@@ -8,7 +8,6 @@ import math
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from safetensors import SafetensorError, safe_open
 from transformers import TrainerCallback
@@ -125,10 +124,3 @@ def archive_problem(path: Path) -> str | None:
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         return f"{path.name} is unreadable: {one_line(exc)}"
     return f"{path.name} is damaged in {bad}" if bad else None
-
-
-def lora_keys(model: Any) -> set[str]:
-    """Tensor names the Trainer writes to a checkpoint's adapter_model.safetensors."""
-    from peft import get_peft_model_state_dict
-
-    return set(get_peft_model_state_dict(model).keys())

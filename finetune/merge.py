@@ -1,4 +1,7 @@
-"""Merge a LoRA adapter into its base for serving without peft: base (unquantized) + B·A → one HF folder."""
+"""Merge an adapter into its base for serving without peft: one plain HF folder.
+
+LoRA: W + B·A; IA3: W scaled by its vectors; PEQA: scale · (Q - zero). The others cannot merge
+(methods.NOT_MERGEABLE says why)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 from app.models import llm_model_path
 from app.settings import Settings
-from finetune import adapter, data
+from finetune import adapter, data, methods
 
 TOLERANCE = 1e-3  # max |logit difference| between merged and base + adapter
 
@@ -19,19 +22,21 @@ def merge(settings: Settings, name: str) -> tuple[Path, float]:
     (4-bit weights can't absorb B·A exactly), so it is compared with fp32 base + adapter.
     """
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = settings.adapters_dir / name
     base_path = llm_model_path(settings)
     adapter.check_base(folder, settings.llm_base, adapter.base_hash(base_path))
+    method = methods.method_of(folder)
+    if method in methods.NOT_MERGEABLE:
+        raise adapter.AdapterError(f"{name} ({method}) cannot be merged: {methods.NOT_MERGEABLE[method]}")
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, device_map="cpu")
-    model = PeftModel.from_pretrained(base, str(folder)).eval()
+    model = methods.load(base, folder)
     probe = probe_ids(tokenizer)
     with torch.no_grad():
         unmerged = model(input_ids=probe).logits
-        merged_model = model.merge_and_unload()
+        merged_model = methods.merge_peqa(model) if method == "peqa" else model.merge_and_unload()
         merged = merged_model(input_ids=probe).logits
     difference = float((merged - unmerged).abs().max())
     if difference > TOLERANCE:

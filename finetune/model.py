@@ -1,15 +1,16 @@
-"""The model to train: a frozen base (4-bit NF4 for QLoRA, full precision for LoRA) plus LoRA matrices."""
+"""The model to train: a frozen base (4-bit NF4 for QLoRA, full precision otherwise) plus the method's
+trainable parameters (finetune/methods.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from app.models import load_causal_lm
-from app.settings import TrainSettings
 
 
 def load_base(path: str, method: str, *, for_training: bool = True) -> Any:
-    """A freshly loaded base: QLoRA = NF4 with double quantization (QLoRA paper), LoRA = fp32."""
+    """A freshly loaded base: QLoRA = NF4 with double quantization (QLoRA paper), every other method fp32."""
     model = load_causal_lm(path, quantize=method == "qlora")
     if for_training and method == "qlora":
         keep_4bit_weights_trainable(model)
@@ -31,28 +32,6 @@ def keep_4bit_weights_trainable(model: Any) -> int:
     return len(layers)
 
 
-def with_lora(model: Any, train: TrainSettings) -> Any:
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if train.method == "qlora":
-        # Non-reentrant like the LoRA path: peft's reentrant default fails under DDP (torchrun) with
-        # "Expected to mark a variable ready only once".
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
-    else:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
-    config = LoraConfig(
-        r=train.rank,
-        lora_alpha=train.alpha,
-        lora_dropout=train.dropout,
-        target_modules=train.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config)
-
-
 def answer_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
     """Mean next-token loss over labelled (answer) tokens, running the LM head only there.
 
@@ -66,7 +45,9 @@ def answer_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any) ->
     # Through the model's own forward: under multi-process training `model` is a DDP wrapper,
     # which syncs gradients only for a forward it ran (logits_to_keep=1: one position's logits).
     outputs = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
-    hidden = outputs.hidden_states[-1]  # the final-norm output, equal to the base's last_hidden_state
+    # The final-norm output, equal to the base's last_hidden_state; prompt tuning puts its virtual
+    # tokens in front of the input, so keep the input's own positions.
+    hidden = outputs.hidden_states[-1][:, -input_ids.shape[1] :]
     lm_head = getattr(model, "module", model).get_output_embeddings()
     targets = labels[:, 1:]
     mask = targets != IGNORE
@@ -78,11 +59,24 @@ def answer_loss_trainer() -> Any:
     """transformers' Trainer with `answer_loss` in place of the model's full-vocabulary loss."""
     from transformers import Trainer
 
+    from finetune import methods
+
     class AnswerLossTrainer(Trainer):
         loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides by accumulation steps
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
             loss = answer_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
             return (loss, {"loss": loss}) if return_outputs else loss
+
+        # Checkpoints of our own methods hold their trainable tensors only, as peft's do.
+        def _save(self, output_dir=None, state_dict=None):  # type: ignore[no-untyped-def]
+            if not methods.is_custom(self.model):
+                return super()._save(output_dir, state_dict)
+            methods.save(self.model, Path(output_dir or self.args.output_dir))
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):  # type: ignore[no-untyped-def]
+            if not methods.is_custom(model or self.model):
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            methods.load_weights(model or self.model, Path(resume_from_checkpoint))
 
     return AnswerLossTrainer

@@ -13,8 +13,8 @@ from typing import Any
 from app.cli import one_line
 from app.models import ModelError, llm_model_path
 from app.settings import Settings
-from finetune import adapter, data
-from finetune.model import answer_loss_trainer, load_base, with_lora
+from finetune import adapter, data, methods
+from finetune.model import answer_loss_trainer, load_base
 
 LIBRARIES_BYTES = 1.2 * 2**30  # torch, transformers, peft, bitsandbytes resident
 
@@ -81,8 +81,11 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
     manifest = start_manifest(settings, base_path, tokenizer, prepared)
 
     started = time.perf_counter()
-    set_seed(cfg.seed)  # LoRA's A matrices are drawn at random when the adapter is created
-    model = with_lora(load_base(base_path, cfg.method), cfg)
+    set_seed(cfg.seed)  # LoRA's A matrices (and other methods' new weights) are drawn at random
+    base = load_base(base_path, cfg.method)
+    manifest["base_params"] = methods.parameter_count(base)
+    model = methods.attach(base, cfg, base_path)
+    manifest["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     trainer = answer_loss_trainer()(
         model=model,
         args=training_arguments(settings, folder / "checkpoints", has_eval=len(prepared.eval) > 0),
@@ -96,16 +99,18 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
     if main:
         folder.mkdir(parents=True, exist_ok=True)
         adapter.write_manifest(folder, manifest)
+    keys = set(methods.adapter_state(model))
     with trainer.args.main_process_first(desc="choosing a checkpoint"):  # only the main one renames corrupt ones
-        checkpoint = guard.resume_checkpoint(folder / "checkpoints", guard.lora_keys(model)) if resume else None
+        checkpoint = guard.resume_checkpoint(folder / "checkpoints", keys) if resume else None
     try:
-        trainer.train(resume_from_checkpoint=checkpoint)
+        train_seconds = trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
         final_eval = trainer.evaluate() if len(prepared.eval) else {}
     except guard.DivergedError:
         if main:  # its checkpoints lead to the same divergence; free the name for a lower --lr
             shutil.rmtree(folder)
         raise
     if main:
+        manifest["train_seconds"] = round(train_seconds, 1)  # this run's training loop, without loading or eval
         complete(folder, manifest, trainer, final_eval, wall_seconds=time.perf_counter() - started)
     trainer.accelerator.wait_for_everyone()  # no process returns before the adapter is complete
     return folder
@@ -113,7 +118,7 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
 
 def complete(folder: Path, manifest: dict[str, Any], trainer: Any, final_eval: dict, *, wall_seconds: float) -> None:
     """Save the adapter, drop its checkpoints (only a cut run needs them), then mark the manifest completed."""
-    trainer.model.save_pretrained(folder)
+    methods.save(trainer.model, folder)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     manifest.update(
         completed=True,
@@ -203,7 +208,7 @@ def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) 
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.lr,
+        learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         lr_scheduler_type="cosine",

@@ -180,9 +180,11 @@ def test_answer_only_loss_equals_the_models_own_loss(llm_data_dir: Path, llm_tok
     from transformers import DataCollatorForSeq2Seq
 
     from finetune.data import IGNORE, tokenize
-    from finetune.model import answer_loss, load_base, with_lora
+    from finetune.methods import attach
+    from finetune.model import answer_loss, load_base
 
-    model = with_lora(load_base(str(llm_data_dir / "models" / "smollm2-135m-instruct"), "qlora"), TrainSettings())
+    base = str(llm_data_dir / "models" / "smollm2-135m-instruct")
+    model = attach(load_base(base, "qlora"), TrainSettings(), base)
     rows = [
         tokenize([{"role": "user", "content": q}, {"role": "assistant", "content": a}], llm_tokenizer)
         for q, a in [("Where is HQ?", "In Brunnstadt."), ("Who is the CTO of Kestrel?", "Jonas Brenner is our CTO.")]
