@@ -54,6 +54,20 @@ def loss_of(model, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
     return answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
 
 
+def train_steps(model, batch, lr: float, steps: int = 3) -> list[float]:  # type: ignore[no-untyped-def]
+    """A few AdamW steps on the same batch; the loss before each."""
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_of(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_method_trains_only_its_parameters_then_saves_reloads_and_generates(
     method: str,
@@ -69,15 +83,7 @@ def test_method_trains_only_its_parameters_then_saves_reloads_and_generates(
     assert trainable and all(OWN_PARAMETERS[method] in name for name in trainable), sorted(trainable)[:3]
     frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
 
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-    losses = []
-    for _ in range(3):
-        loss = loss_of(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    losses = train_steps(model, batch, cfg.learning_rate)
     assert losses[-1] < losses[0], losses
     assert all(torch.equal(p, frozen[name]) for name, p in model.named_parameters() if name in frozen)
 
@@ -127,15 +133,7 @@ def test_peqa_trains_only_the_scales_and_keeps_its_integers(bits: int, base_path
     integers = [layer.q.clone() for layer in layers]
     zeros = [layer.zero.detach().clone() for layer in layers]
     scales = [layer.scale.detach().clone() for layer in layers]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5)
-    model.train()
-    losses = []
-    for _ in range(3):
-        loss = loss_of(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    losses = train_steps(model, batch, TrainSettings(method="peqa").learning_rate)
     assert losses[-1] < losses[0], losses
     assert all(torch.equal(layer.q, q) for layer, q in zip(layers, integers, strict=True))
     assert all(torch.equal(layer.zero, z) for layer, z in zip(layers, zeros, strict=True))
