@@ -192,8 +192,9 @@ def show_adapters(adapters_dir: Path, *, as_json: bool) -> int:
         print(f"no adapters in {adapters_dir}: train one with python -m finetune --qlora")
     for row in rows:
         state = "completed" if row.get("completed") else "incomplete"
+        loss = row.get("final_eval_loss")
         print(
-            f"{row['name']:32} {row.get('method', '?'):6} {state:10} {row.get('finished_at', '')}  "
-            f"eval loss {row.get('final_eval_loss')}"
+            f"{row['name']:40} {row.get('method', '?'):16} {state:10} {row.get('finished_at', ''):19}  "
+            f"eval loss {'-' if loss is None else f'{loss:.3f}'}"
         )
     return 0
