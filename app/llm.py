@@ -64,13 +64,14 @@ class LoadedModel:
                 yield self.model
             return
         key = str(adapter.resolve())
-        if method_of(adapter) not in ("lora", "qlora"):
-            if key not in self.own_copies:
+        if key not in self.adapters and key not in self.own_copies:  # first use: read its method once
+            if method_of(adapter) in ("lora", "qlora"):
+                self.adapters[key] = self.load_adapter(adapter)
+            else:
                 self.own_copies[key] = self.load_copy(adapter)
+        if key in self.own_copies:
             yield self.own_copies[key]
             return
-        if key not in self.adapters:
-            self.adapters[key] = self.load_adapter(adapter)
         self.model.set_adapter(self.adapters[key])
         yield self.model
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -45,6 +46,17 @@ def make_markdown(topic: str, paragraphs: int = 12) -> str:
         for i in range(paragraphs)
     )
     return f"# {topic.title()} guide\n\n## Scope\n\nThis guide covers {topic}.\n\n## Rules\n\n{body}\n"
+
+
+def write_office_qa(folder: Path, count: int, train: int) -> tuple[Path, Path]:
+    """Toy Q&A files (train.jsonl with the first `train` rows, eval.jsonl with the rest) the model can learn fast."""
+    rows = [
+        {"question": f"What is the code of office {i}?", "answer": f"Office {i} has code KX-{i * 7}."}
+        for i in range(count)
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:train]))
+    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[train:]))
+    return folder / "train.jsonl", folder / "eval.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ integers and trains only scales; merge, resume, the chat and --compare work for 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from app.settings import METHODS, Settings, TrainSettings
 from finetune import adapter, methods
 from finetune.model import answer_loss, load_base
 from finetune.train import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_office_qa
 
 pytestmark = pytest.mark.slow
 # What a trainable parameter's name says about the method that owns it.
@@ -160,14 +159,7 @@ def test_peqa_adapter_is_far_smaller_than_a_lora_adapter(base_path: str, tmp_pat
 
 @pytest.fixture(scope="module")
 def qa_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("qa-methods")
-    rows = [
-        {"question": f"What is the code of office {i}?", "answer": f"Office {i} has code KX-{i * 7}."}
-        for i in range(12)
-    ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:9]))
-    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[9:]))
-    return folder / "train.jsonl", folder / "eval.jsonl"
+    return write_office_qa(tmp_path_factory.mktemp("qa-methods"), 12, 9)
 
 
 def settings_for(data_dir: Path, files: tuple[Path, Path], method: str, output: str, steps: int = 4) -> Settings:

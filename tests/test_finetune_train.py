@@ -19,7 +19,7 @@ from app.settings import Settings, TrainSettings
 from finetune import adapter, cli, evaluate
 from finetune.data import read_jsonl
 from finetune.train import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_office_qa
 
 pytestmark = pytest.mark.slow
 STEPS, SAVE = 6, 3
@@ -27,14 +27,7 @@ STEPS, SAVE = 6, 3
 
 @pytest.fixture(scope="module")
 def toy_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("qa")
-    rows = [
-        {"question": f"What is the code of office {i}?", "answer": f"Office {i} has code KX-{i * 7}."}
-        for i in range(40)
-    ]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:32]))
-    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[32:]))
-    return folder / "train.jsonl", folder / "eval.jsonl"
+    return write_office_qa(tmp_path_factory.mktemp("qa"), 40, 32)
 
 
 def toy_settings(data_dir: Path, files: tuple[Path, Path], output: str) -> Settings:
