@@ -29,6 +29,8 @@ from app.settings import ChatSettings, Settings
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 NO_ADAPTER = "none"  # the settings value that means "the base model alone"
 LOADING = threading.Lock()
+# Small models fall into loops easily; a mild penalty keeps answers from repeating themselves.
+REPETITION_PENALTY = 1.1
 
 
 def chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
@@ -175,8 +177,13 @@ def server_chat_model(settings: Settings, adapter: str | None, chat: ChatSetting
         model=served_model(settings, adapter),
         temperature=chat.temperature,
         max_tokens=chat.max_new_tokens,
-        # ChatOpenAI sends that as max_completion_tokens, which llama.cpp's server ignores: say both.
-        extra_body={"max_tokens": chat.max_new_tokens},
+        # ChatOpenAI sends max_tokens as max_completion_tokens, which llama.cpp's server ignores: say both.
+        # The penalty has no OpenAI name: llama.cpp reads repeat_penalty, vLLM repetition_penalty.
+        extra_body={
+            "max_tokens": chat.max_new_tokens,
+            "repeat_penalty": REPETITION_PENALTY,
+            "repetition_penalty": REPETITION_PENALTY,
+        },
         timeout=server.timeout,
         max_retries=1,
         streaming=True,
@@ -229,8 +236,7 @@ class LocalChatModel(BaseChatModel):
     adapter: Path | None = None
     max_new_tokens: int = 256
     temperature: float = 0.0
-    # Small models fall into loops easily; a mild penalty keeps answers from repeating themselves.
-    repetition_penalty: float = 1.1
+    repetition_penalty: float = REPETITION_PENALTY
 
     @property
     def _llm_type(self) -> str:

@@ -69,6 +69,13 @@ def test_answer_streams_from_the_server_and_is_checked(chain: Any) -> None:
     assert checked.sources and checked.sources[0]["source"] == "it/runbooks/password_reset.txt"
 
 
+def test_the_server_gets_the_local_models_repetition_penalty(served: Settings) -> None:
+    from app.llm import REPETITION_PENALTY, chat_model
+
+    body = chat_model(served).extra_body  # type: ignore[attr-defined]
+    assert body["repeat_penalty"] == body["repetition_penalty"] == REPETITION_PENALTY
+
+
 def test_question_the_documents_cannot_answer_is_refused(chain: Any) -> None:
     result = chain.invoke({"question": "What is the capital of Mars?", "history": []})
     assert result.refused and result.answer == REFUSAL
