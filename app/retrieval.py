@@ -73,7 +73,7 @@ class HybridRetriever(BaseRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         vector = self.embeddings.embed_query(query)
-        depth = max(self.options.candidates, self.k)
+        depth = max(self.options.candidates, self.k) if self.options.mode == "hybrid" else self.k  # fusion's pool
         rankings: list[tuple[float, list[Any]]] = []
         for n, searchable in enumerate(self.searchables):
             allowed = searchable.allowed(self.source_glob, self.file_types)

@@ -13,7 +13,7 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 def write_section(heading: str, text: str) -> None:
     """Replace the `## heading…` section of RESULTS.md with `text` (or append it), keeping the others."""
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    sections = re.split(r"\n(?=## )", old.strip())
+    sections = [s.strip() for s in re.split(r"\n(?=## )", old.strip())]
     kept = [s for s in sections if not s.startswith(f"## {heading}")]
     at = next((i for i, s in enumerate(sections) if s.startswith(f"## {heading}")), len(sections))
     RESULTS.write_text("\n\n".join([*kept[:at], text.strip(), *kept[at:]]) + "\n")

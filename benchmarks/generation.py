@@ -10,10 +10,13 @@ cores, in its own process (peak RSS is per variant); the median of RUNS runs aft
 - merged-fp32:   the adapter merged into the fp32 base (`--merge`'s result);
 - merged-bf16:   the same in bf16;
 - llama.cpp:     the peer: llama-cpp-python on the bundled GGUF (Q4_1), the same weights as our base;
+- llama.cpp+lora: the same with the adapter exported to a GGUF LoRA (`python -m finetune.gguf_lora`);
 - server:        the chat with llm_backend=openai-compatible (langchain-openai, streaming over HTTP)
                  against llama-cpp-python's server on the same GGUF. The server keeps the prompt's
                  shared prefix cached between requests, as it does for chat users, so its TTFT after
                  the warm-up is not a cold prefill.
+- server+lora:   the same server started with `--lora_path` (the adapter's GGUF LoRA): the chat with
+                 its adapter on the 4-bit base, at llama.cpp's speed.
 TTFT = time from the call to the first new token (the prompt's prefill); tokens/s = decode rate after it.
 """
 
@@ -74,6 +77,21 @@ def adapter_name() -> str:
 
     folder = resolve_adapter(settings())
     return folder.name if folder else "none trained yet, so an untrained LoRA of the training defaults"
+
+
+def adapter_gguf() -> Path:
+    """The chat's adapter (or an untrained LoRA of the same shape) as a GGUF LoRA in a temporary folder."""
+    import tempfile
+
+    from app.llm import resolve_adapter
+    from finetune.gguf_lora import export_lora
+
+    scratch = Path(tempfile.mkdtemp(prefix="askdocs-bench-"))
+    folder = resolve_adapter(settings())
+    if folder is None:
+        folder = scratch
+        hf_model("fp32+lora")[0].save_pretrained(folder)
+    return export_lora(folder, scratch / "adapter.gguf")
 
 
 def with_adapter(model: Any) -> Any:
@@ -145,12 +163,13 @@ def time_hf(variant: str) -> list[tuple[float, float]]:
     return runs[1:]
 
 
-def time_llama_cpp() -> list[tuple[float, float]]:
+def time_llama_cpp(lora: bool) -> list[tuple[float, float]]:
     from llama_cpp import Llama
 
     from app.models import smollm2_gguf
 
-    llm = Llama(model_path=str(smollm2_gguf()), n_ctx=2048, n_threads=THREADS, verbose=False)
+    lora_path = str(adapter_gguf()) if lora else None
+    llm = Llama(model_path=str(smollm2_gguf()), lora_path=lora_path, n_ctx=2048, n_threads=THREADS, verbose=False)
     prompt = prompt_text()
     runs = []
     for _ in range(RUNS + 1):
@@ -172,7 +191,7 @@ def time_llama_cpp() -> list[tuple[float, float]]:
     return runs[1:]
 
 
-def time_server() -> list[tuple[float, float]]:
+def time_server(lora: bool) -> list[tuple[float, float]]:
     """The chat's own openai-compatible model object, streaming from llama.cpp's server."""
     import socket
 
@@ -185,6 +204,8 @@ def time_server() -> list[tuple[float, float]]:
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--n_ctx", "2048", "--n_threads", str(THREADS)]
+    if lora:
+        command += ["--lora_path", str(adapter_gguf())]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     update = {"llm_backend": "openai-compatible", "llm_server": LlmServerSettings(url=f"http://127.0.0.1:{port}/v1")}
     served = settings().model_copy(update=update)
@@ -197,7 +218,7 @@ def time_server() -> list[tuple[float, float]]:
                 time.sleep(0.5)
         chat = served.chat.model_copy(update={"max_new_tokens": NEW_TOKENS, "temperature": 0.0})
         # End-of-turn and end-of-text suppressed so that every run writes exactly NEW_TOKENS tokens.
-        llm = chat_model(served, chat=chat).bind(logit_bias={0: -100, 2: -100}, extra_body={"repeat_penalty": 1.1})
+        llm = chat_model(served, chat=chat).bind(logit_bias={0: -100, 2: -100})
         runs = []
         for _ in range(RUNS + 1):
             started = time.perf_counter()
@@ -210,8 +231,14 @@ def time_server() -> list[tuple[float, float]]:
         server.wait(timeout=30)
 
 
-VARIANTS = ["nf4+lora", "nf4", "fp32+lora", "merged-fp32", "merged-bf16", "llama.cpp", "server"]
-TIMERS = {"llama.cpp": time_llama_cpp, "server": time_server}
+VARIANTS = ["nf4+lora", "nf4", "fp32+lora", "merged-fp32", "merged-bf16"]
+VARIANTS += ["llama.cpp", "llama.cpp+lora", "server", "server+lora"]
+TIMERS = {
+    "llama.cpp": lambda: time_llama_cpp(lora=False),
+    "llama.cpp+lora": lambda: time_llama_cpp(lora=True),
+    "server": lambda: time_server(lora=False),
+    "server+lora": lambda: time_server(lora=True),
+}
 
 
 def run_variant(name: str) -> dict:
@@ -262,6 +289,10 @@ def report(results: dict[str, dict], prompt_tokens: int) -> str:
             "| ≥ 0.5 |",
             f"| chat via openai-compatible server tokens/s ÷ llama.cpp | "
             f"{results['server']['tokens_per_s'] / peer['tokens_per_s']:.3f} | ≥ 0.5 |",
+            f"| chat + adapter via llama.cpp's server (server+lora) tokens/s ÷ llama.cpp | "
+            f"{results['server+lora']['tokens_per_s'] / peer['tokens_per_s']:.3f} | ≥ 0.5 |",
+            f"| llama.cpp+lora tokens/s ÷ llama.cpp | "
+            f"{results['llama.cpp+lora']['tokens_per_s'] / peer['tokens_per_s']:.3f} | (info) |",
             f"| chat default here ({default}) TTFT ÷ llama.cpp TTFT | {ours['ttft_s'] / peer['ttft_s']:.3f} | (info) |",
             f"| CPU computes bf16 natively | {cpu_has_bf16()} | (info) |",
             "",
@@ -270,9 +301,9 @@ def report(results: dict[str, dict], prompt_tokens: int) -> str:
             "on CPUs without native bf16, where it is the fastest unmerged variant; merging (`--merge`) is",
             "faster still but fixes one adapter per process. The server row's TTFT is not a prefill: the",
             "server caches the prompt, and every run sends the same one; its peak RSS is the client's only.",
-            "For CPU speed, serve the model with llama.cpp",
-            "and set `ASKDOCS_LLM_BACKEND=openai-compatible` (README, Scaling out); adapters then need a",
-            "server that serves LoRA (vLLM).",
+            "For CPU speed, serve the model and its adapter with llama.cpp (`python -m finetune.gguf_lora`",
+            "exports the adapter; `llama_cpp.server --lora_path` loads it) and set",
+            "`ASKDOCS_LLM_BACKEND=openai-compatible` (README, Scaling out): the server+lora row.",
         ]
     )
 
