@@ -102,6 +102,8 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
     result.sentences = judge_sentences(text, result.query, docs, settings, embed)
     if not result.sentences or not result.sentences[0].supported:  # the direct answer comes first
         return refuse(result, docs, "the answer's first sentence is not supported by the retrieved passages")
+    if supported_share(result.sentences) < settings.min_supported_share:
+        return refuse(result, docs, "most of the answer is not supported by the retrieved passages")
     if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
         return refuse(result, docs, "the supported sentences do not address the question")
     result.answer = " ".join(cite(s) for s in result.sentences)
@@ -115,6 +117,13 @@ def refuse(result: CheckedAnswer, docs: list[Document], reason: str) -> CheckedA
     result.answer, result.refused, result.reason = REFUSAL, True, reason
     result.sources = [source_info(n, doc) for n, doc in enumerate(docs[:3], start=1)]
     return result
+
+
+def supported_share(sentences: list[Sentence]) -> float:
+    """The share of the answer's words that stand in supported sentences."""
+    words = [(len(WORD.findall(s.text)), s.supported) for s in sentences]
+    total = sum(n for n, _ in words)
+    return sum(n for n, supported in words if supported) / total if total else 0.0
 
 
 def off_topic(question: str, supported: list[str], settings: ChatSettings, embed: Embed) -> bool:

@@ -87,6 +87,10 @@ class ChatSettings(BaseModel):
     # reference answers vs their retrieved chunks 86 % supported, vs other questions' chunks 0 %.
     support_overlap: float = Field(0.5, ge=0, le=1)
     support_similarity: float = Field(0.75, ge=-1, le=1)
+    # A first sentence backed by a passage, followed mostly by invented ones, is not an answer to show.
+    min_supported_share: float = Field(
+        0.5, ge=0, le=1, description="Share of the answer's words that must be supported."
+    )
     # An answer sharing no word with the question must be at least this close to it in meaning.
     # Reference answers in data/qa: 217 of 239 share a word; 8 of the other 22 fall below 0.35.
     min_answer_relevance: float = Field(0.35, ge=-1, le=1)

@@ -59,6 +59,16 @@ def test_answer_whose_direct_answer_is_unsupported_becomes_a_refusal(embed: Any)
     assert not flagged.refused and len(flagged.unsupported) == 2
 
 
+def test_answer_mostly_unsupported_after_a_supported_start_becomes_a_refusal(embed: Any) -> None:
+    answer = (
+        "Employees in Berlin get 30 vacation days per year [1]. The CEO doubles them every May for staff who "
+        "joined before 2020. Interns in Munich get twelve extra days when they finish their thesis on time."
+    )
+    result = run(answer, embed)
+    assert result.refused and "most of the answer" in result.reason
+    assert result.sources
+
+
 def test_wrong_number_is_not_supported_even_with_matching_words(embed: Any) -> None:
     result = run("Employees in the Berlin office get 45 vacation days per year [1].", embed)
     assert result.refused and result.answer == REFUSAL
