@@ -106,7 +106,7 @@ class RetrievalSettings(BaseModel):
 
     # Chosen by `python -m evaluation` (benchmarks/RESULTS.md, "Retrieval quality").
     mode: SearchMode = "hybrid"
-    # 100: Django recall@5 0.405 -> 0.440 over 20 (50 and 200 the same as 100); the sample set unchanged.
+    # 100: Django recall@5 0.405 -> 0.440, MRR 0.376 -> 0.447 over 20; the sample set loses one question at @10.
     candidates: int = Field(100, gt=0, description="Results taken from each search before fusing.")
     rrf_k: int = Field(60, gt=0, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank).")
     dense_weight: float = Field(1.0, ge=0)
