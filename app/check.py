@@ -28,6 +28,8 @@ IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\
 WORD = re.compile(r"[\w€$%.-]+")
 # "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
 NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
+# "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
+REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
 REFUSAL_HINTS = ("couldn't find", "could not find", "can't find", "cannot find", "don't know", "not in the documents")
 ECHO = re.compile(r"Context:|Question:|\[\d+\] \(|Use only the numbered context|^#{1,6} |```", re.MULTILINE)
 STOPWORD_TEXT = (
@@ -181,8 +183,11 @@ def judge_sentences(
     text: str, question: str, docs: list[Document], settings: ChatSettings, embed: Embed
 ) -> list[Sentence]:
     sentences = [s.strip() for s in SENTENCE_END.split(text) if WORD.search(s)]
+    for i in range(len(sentences) - 2, -1, -1):  # a bare "No." belongs to the sentence that explains it
+        if not REPLY.sub("", sentences[i]):
+            sentences[i : i + 2] = [f"{sentences[i]} {sentences[i + 1]}"]
     plain = [CITATION.sub("", s).strip() for s in sentences]
-    vectors = embed(plain + [d.page_content for d in docs])
+    vectors = embed(plain + [shown(d) for d in docs])
     similarities = vectors[: len(plain)] @ vectors[len(plain) :].T
     asked = content_words(question)
     judged = []
@@ -213,15 +218,16 @@ def judge(
     words, numbers = content_words(plain), set(NUMBER.findall(plain))
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
-    negated = bool(NEGATION.search(plain))
+    negated = bool(NEGATION.search(REPLY.sub("", plain)))
     scores = []
     for number, doc in enumerate(docs, start=1):
-        overlap = len(words & content_words(doc.page_content)) / len(words) if words else 0.0
+        passage = shown(doc)
+        overlap = len(words & content_words(passage)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
         states_its_facts = (
-            numbers <= set(NUMBER.findall(doc.page_content))
-            and all(i in doc.page_content.lower() for i in identifiers)
-            and (not negated or bool(NEGATION.search(doc.page_content)))
+            numbers <= set(NUMBER.findall(passage))
+            and all(i in passage.lower() for i in identifiers)
+            and (not negated or bool(NEGATION.search(passage)))
         )
         close = similarity >= settings.support_similarity or overlap >= settings.support_overlap
         if restates_question:
@@ -230,6 +236,12 @@ def judge(
         scores.append((supported, number in cited, similarity + overlap, number, similarity, overlap))
     supported, _, _, number, similarity, overlap = max(scores)
     return Sentence(plain, supported, number if supported else None, cited, round(similarity, 3), round(overlap, 3))
+
+
+def shown(doc: Document) -> str:
+    """A passage as the model saw it: where it sits (file, section) above its text. A row of a
+    specification table vouches for "The KD-GW2 runs at -20 to +60 °C" through its section's name."""
+    return "\n".join(str(p) for p in (doc.metadata.get("source"), doc.metadata.get("section"), doc.page_content) if p)
 
 
 def content_words(text: str) -> set[str]:

@@ -16,7 +16,9 @@ from app.settings import Settings
 if TYPE_CHECKING:
     import chromadb
 
-CHUNKER_VERSION = 2  # bump when chunk text changes for the same files and settings (2: link lists dropped)
+# Bump when chunks or their vectors change for the same files and settings (2: link lists dropped;
+# 3: heading-only chunks dropped, vectors made from title > section + text).
+CHUNKER_VERSION = 3
 META_PREFIX = "askdocs_"
 ROOT_KEY = "source_root"  # not IndexSpec: the folder may move without changing the vectors
 PAGE = 5000  # rows per Chroma get/delete call, well under SQLite's variable limit
@@ -89,7 +91,10 @@ def check_spec(collection: chromadb.Collection, spec: IndexSpec) -> None:
 
 
 def describe(spec: IndexSpec) -> str:
-    return f"embedding model {spec.embedding_model!r}, chunks {spec.chunk_size}/{spec.chunk_overlap} tokens"
+    return (
+        f"embedding model {spec.embedding_model!r}, chunks {spec.chunk_size}/{spec.chunk_overlap} tokens, "
+        f"chunker version {spec.chunker_version}"
+    )
 
 
 def record_root(collection: chromadb.Collection, root: Path) -> None:

@@ -14,6 +14,10 @@ from langchain_core.documents import Document
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ #\t]*$", re.MULTILINE)
+# Markdown headings and rules (--- === ***), and a plain-text heading line ("3. ROOT CAUSE"): the
+# splitter leaves them alone in a chunk when the text under them fills the next chunk.
+RULE_OR_HEADING = re.compile(r"#{1,6}[ \t].*|[-=_*]{3,}")
+SHORT_LINE = re.compile(r"[^.!?:|\n]{1,60}")
 
 
 def make_splitter(tokenizer: Any, chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -32,13 +36,24 @@ def split(docs: list[Document], splitter: RecursiveCharacterTextSplitter) -> lis
     chunks = []
     for doc in docs:
         headings = heading_index(doc.page_content)
-        for start, text in located(doc.page_content, splitter.split_text(doc.page_content)):
+        pieces = located(doc.page_content, splitter.split_text(doc.page_content))
+        for n, (start, text) in enumerate(pieces):
+            if n + 1 < len(pieces) and bare(text):
+                continue  # a heading with its text in the next chunk: it would fill a search result with nothing
             metadata = dict(doc.metadata)
             section = section_at(headings, start)
             if section and "section" not in metadata:
                 metadata["section"] = section
             chunks.append(Document(text, metadata=metadata))
     return chunks
+
+
+def bare(text: str) -> bool:
+    """Only headings and rules: nothing a question could be answered from."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) == 1 and SHORT_LINE.fullmatch(lines[0]):
+        return True
+    return all(RULE_OR_HEADING.fullmatch(line) for line in lines)
 
 
 def located(text: str, pieces: list[str]) -> list[tuple[int, str]]:

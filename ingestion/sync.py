@@ -250,7 +250,7 @@ class Ingestor:
             for start in range(0, len(chunks), FLUSH_CHUNKS):
                 step = chunks[start : start + FLUSH_CHUNKS]
                 with self.report.timed("embed"):
-                    vectors = encode(self.settings, self.embedder, [c.text for c in step])
+                    vectors = encode(self.settings, self.embedder, [embedded_text(c) for c in step])
                 with self.report.timed("store"):
                     self.collection.upsert(
                         ids=[c.id for c in step],
@@ -260,6 +260,14 @@ class Ingestor:
                     )
                 bar.update(len(step))
         self.report.chunks_embedded += len(chunks)
+
+
+def embedded_text(chunk: Chunk) -> str:
+    """What the vector is made from: the chunk under its document title and section path, so a
+    passage deep in a long page still says which page and section it belongs to."""
+    title, section = chunk.metadata.get("title", ""), chunk.metadata.get("section", "")
+    where = section if section.startswith(title) else " > ".join(p for p in (title, section) if p)
+    return f"{where}\n\n{chunk.text}" if where else chunk.text
 
 
 def chunk_metadata(file: SourceFile, piece: Document, title: str, index: int, count: int) -> dict[str, Any]:

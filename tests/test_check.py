@@ -109,6 +109,35 @@ def test_a_yes_that_only_restates_the_question_needs_every_word_in_the_passage(
     assert run(answer, embed, question=question).refused is refused
 
 
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("No, employees in the Berlin office get 30 vacation days per year [1].", False),
+        ("Not yet: unused days expire on 31 March [1].", False),
+        ("No. Employees in the Berlin office get 30 vacation days per year [1].", False),
+        # The claim itself negates what the passage says.
+        ("No, employees in the Berlin office get no vacation days [1].", True),
+    ],
+)
+def test_a_leading_no_answers_the_question_and_does_not_negate_the_claim(
+    embed: Any, answer: str, refused: bool
+) -> None:
+    result = run(answer, embed, question="Do Berlin employees get 40 vacation days?")
+    assert result.refused is refused
+    if not refused:
+        assert len(result.sentences) == 1 and result.sources[0]["source"] == "hr/handbook.md"
+
+
+@pytest.mark.parametrize(("section", "refused"), [("KD-GW2 Gateway > Specifications", False), ("KD-400 Sensor", True)])
+def test_a_table_row_vouches_for_its_product_through_its_section(embed: Any, section: str, refused: bool) -> None:
+    meta = {"source": "web/specs.html", "section": section, "score": 0.6}
+    row = Document("| Operating temperature | -20 °C to +60 °C |", metadata=meta)
+    result = run(
+        "The KD-GW2 operates from -20 °C to +60 °C [1].", embed, [row], "What temperature can the KD-GW2 take?"
+    )
+    assert result.refused is refused
+
+
 def test_citation_to_a_passage_not_in_the_context_is_removed(embed: Any) -> None:
     result = run("Codes expire after 10 minutes [7].", embed, question="When do reset codes expire?")
     assert result.removed_citations == [7]

@@ -68,3 +68,18 @@ def test_page_metadata_is_carried_to_every_chunk(tokenizer) -> None:  # type: ig
     chunks = chunking.split(pages, chunking.make_splitter(tokenizer, 50, 10))
     assert {c.metadata["page"] for c in chunks} == {1, 2}
     assert all("unit 25 " not in c.page_content for c in chunks if c.metadata["page"] == 1)
+
+
+@pytest.mark.parametrize("heading", ["## Why the gateway?", "6. CUSTOMER COMMUNICATION\n-------------------------"])
+def test_a_heading_left_alone_by_the_splitter_is_not_a_chunk(tokenizer, heading: str) -> None:  # type: ignore[no-untyped-def]
+    text = f"# Gateway\n\nIntro.\n\n{heading}\n\n" + "\n".join(SENTENCES[:12])
+    chunks = chunking.split([Document(text)], chunking.make_splitter(tokenizer, 60, 10))
+    assert len(chunks) > 2
+    assert all(any(word in c.page_content for word in ("Intro", "Sensor")) for c in chunks)
+    joined = " ".join(c.page_content for c in chunks)
+    assert all(sentence in joined for sentence in SENTENCES[:12])
+
+
+def test_a_document_that_is_only_a_heading_keeps_its_one_chunk(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    chunks = chunking.split([Document("# Coming soon")], chunking.make_splitter(tokenizer, 60, 10))
+    assert [c.page_content for c in chunks] == ["# Coming soon"]

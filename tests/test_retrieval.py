@@ -60,6 +60,25 @@ def test_hybrid_finds_an_exact_code_that_dense_search_ranks_below_its_look_alike
     assert search(settings, "hybrid", question)[0] == "faults/e-4421.md"
 
 
+def test_dense_search_sees_the_page_and_section_a_chunk_sits_under(settings: Settings, tmp_path: Path) -> None:
+    """The same spec table deep in two product pages: only the page title and section, embedded with
+    each chunk, tell the two apart."""
+    root = tmp_path / "products"
+    root.mkdir()
+    filler = " ".join(f"Step {n}: mount the unit, connect it and check the status light." for n in range(1, 16))
+    table = "| Operating temperature | -20 °C to +60 °C |\n| Ingress protection | IP30 |"
+    for name in ("KD-GW2 Industrial Gateway", "KD-400 Vibration Sensor"):
+        page = f"# {name}\n\n## Installation\n\n{filler}\n\n## Technical specifications\n\n{table}\n"
+        (root / f"{name.split()[0].lower()}.md").write_text(page)
+    ingest(root, settings)
+    for product, source in [("KD-GW2 gateway", "kd-gw2.md"), ("KD-400 vibration sensor", "kd-400.md")]:
+        chosen = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"mode": "dense"})})
+        found = retriever(chosen, k=4).invoke(f"What operating temperature does the {product} allow?")
+        tables = [d for d in found if "Operating temperature" in d.page_content]
+        assert "KD" not in tables[0].page_content  # the table alone does not name its product
+        assert tables[0].metadata["source"] == source
+
+
 def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted: Path) -> None:
     question = "How do I get my money back after a work journey?"
     assert "travel.md" not in search(settings, "bm25", question)  # no shared word
