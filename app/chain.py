@@ -42,6 +42,9 @@ FEW_SHOT = [
 # Turn markers of common chat templates (ChatML, Llama 3, Mistral, Gemma), as a document might plant them.
 CONTROL_TOKEN = re.compile(r"<\|[\w.-]{1,40}\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>")
 ANSWER_LLM = "answer-llm"  # the run name that marks the tokens to stream
+# Where a small model, its answer written, goes on to write a passage, a heading or a new prompt
+# ("\n\n[5] (policies/...)") instead of ending: generation stops there and the answer stands alone.
+ANSWER_STOP = ["\n[", "\n#", "Question:", "Context:"]
 REWRITE = (
     "Rewrite the last question so it can be understood without the conversation. "
     "Reply with the question only.\n\nConversation:\n{history}\n\nLast question: {question}"
@@ -104,7 +107,7 @@ def build_chain(
     answer = (
         {"context": itemgetter("docs") | RunnableLambda(format_docs), "question": itemgetter("query")}
         | rag_prompt()
-        | llm.with_config(run_name=ANSWER_LLM)
+        | llm.bind(stop=ANSWER_STOP).with_config(run_name=ANSWER_LLM)
         | StrOutputParser()
     )
     return (

@@ -227,6 +227,24 @@ def served_models(settings: Settings) -> list[str]:
     return models
 
 
+def until_stop(pieces: Iterator[str] | Any, stop: list[str]) -> Iterator[str]:
+    """The streamed text up to (not including) the first stop string, which may span pieces: the
+    last len(longest stop) - 1 characters are held back until they cannot start one."""
+    held, keep = "", max(map(len, stop), default=1) - 1
+    for piece in pieces:
+        held += piece
+        cuts = [i for i in (held.find(s) for s in stop) if i >= 0]
+        if cuts:
+            if held[: min(cuts)]:
+                yield held[: min(cuts)]
+            return
+        if len(held) > keep:
+            yield held[: len(held) - keep]
+            held = held[len(held) - keep :]
+    if held:
+        yield held
+
+
 class LocalChatModel(BaseChatModel):
     """Streams tokens from the shared model, rendering messages with the model's own chat template."""
 
@@ -277,9 +295,7 @@ class LocalChatModel(BaseChatModel):
             thread = threading.Thread(target=self._run, args=args, daemon=True)
             thread.start()
             try:
-                for text in streamer:
-                    if not text:
-                        continue
+                for text in until_stop(streamer, stop or []):
                     chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                     if run_manager:
                         run_manager.on_llm_new_token(text, chunk=chunk)

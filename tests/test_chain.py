@@ -41,6 +41,32 @@ def test_answer_streams_token_by_token_then_the_checked_answer(chain: Any) -> No
     assert items[-1].raw_answer == "".join(tokens).strip()
 
 
+def test_the_local_model_stops_before_a_stop_string(chat_data_dir: Path) -> None:
+    from app.llm import chat_model
+
+    llm = chat_model(Settings(data_dir=chat_data_dir), adapter="none")
+    question = "Count from 1 to 12, separated by commas."
+    assert "7" in llm.invoke(question, max_new_tokens=40).content  # type: ignore[call-arg]
+    assert "7" not in llm.invoke(question, stop=["7"]).content
+    tokens = list(llm.stream(question, stop=["7"]))
+    assert len(tokens) > 1 and "7" not in "".join(str(t.content) for t in tokens)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "expected"),
+    [
+        (["An", "swer.", "\n", "[5", "] (it/x.md)"], "Answer."),  # the stop spans pieces
+        (["No stop", " here."], "No stop here."),
+        (["\n[1]"], ""),
+    ],
+)
+def test_streamed_text_ends_before_the_first_stop_string(pieces: list[str], expected: str) -> None:
+    from app.chain import ANSWER_STOP
+    from app.llm import until_stop
+
+    assert "".join(until_stop(iter(pieces), ANSWER_STOP)) == expected
+
+
 def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
     history = [("How do I reset my VPN password?", "Open the self-service portal and choose Reset [1].")]
     result = ask(chain, "Who owns that runbook?", history)
