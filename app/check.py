@@ -23,6 +23,11 @@ CITATION = re.compile(r"\s?\[(\d+)\]")
 NAMED_CITATION = re.compile(r"\s?\(Sources?:\s*([^)]*)\)", re.IGNORECASE)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+# A measured value must keep its unit: "up to 150 °C" is not vouched for by "up to 150 m".
+QUANTITY = re.compile(
+    r"(\d+(?:[.,]\d+)*)\s*(°c|°f|%|€|eur|usd|sgd|gbp|chf|km|cm|mm|m|kg|g|kw|w|v|ghz|mhz|khz|hz|tb|gb|mb|ms)(?!\w)",
+    re.IGNORECASE,
+)
 # E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
 IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\]>]+[^\s)\]>.,;:!?]")
 WORD = re.compile(r"[\w€$%.-]+")
@@ -215,7 +220,7 @@ def judge(
     vouches for a sentence's numbers, e-mail addresses and links only by containing them, and for a
     negated sentence only if it negates something too.
     """
-    words, numbers = content_words(plain), set(NUMBER.findall(plain))
+    words, numbers, quantities = content_words(plain), set(NUMBER.findall(plain)), measured(plain)
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
     negated = bool(NEGATION.search(REPLY.sub("", plain)))
@@ -226,6 +231,7 @@ def judge(
         similarity = float(similarities[number - 1])
         states_its_facts = (
             numbers <= set(NUMBER.findall(passage))
+            and quantities <= measured(passage)
             and all(i in passage.lower() for i in identifiers)
             and (not negated or bool(NEGATION.search(passage)))
         )
@@ -236,6 +242,10 @@ def judge(
         scores.append((supported, number in cited, similarity + overlap, number, similarity, overlap))
     supported, _, _, number, similarity, overlap = max(scores)
     return Sentence(plain, supported, number if supported else None, cited, round(similarity, 3), round(overlap, 3))
+
+
+def measured(text: str) -> set[tuple[str, str]]:
+    return {(number, unit.lower().replace("€", "eur")) for number, unit in QUANTITY.findall(text)}
 
 
 def shown(doc: Document) -> str:

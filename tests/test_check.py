@@ -138,6 +138,14 @@ def test_a_table_row_vouches_for_its_product_through_its_section(embed: Any, sec
     assert result.refused is refused
 
 
+@pytest.mark.parametrize(("answer", "refused"), [("up to 150 °C", True), ("from -20 °C to +60 °C", False)])
+def test_a_measured_value_must_keep_its_unit(embed: Any, answer: str, refused: bool) -> None:
+    meta = {"source": "web/kd-gw2.html", "section": "KD-GW2 Gateway > Specifications", "score": 0.6}
+    row = Document("| Radio range | up to 150 m |\n| Operating temperature | -20 °C to +60 °C |", metadata=meta)
+    result = run(f"The KD-GW2 operates {answer} [1].", embed, [row], "What temperature can the KD-GW2 take?")
+    assert result.refused is refused
+
+
 def test_citation_to_a_passage_not_in_the_context_is_removed(embed: Any) -> None:
     result = run("Codes expire after 10 minutes [7].", embed, question="When do reset codes expire?")
     assert result.removed_citations == [7]
