@@ -23,9 +23,10 @@ CITATION = re.compile(r"\s?\[(\d+)\]")
 NAMED_CITATION = re.compile(r"\s?\(Sources?:\s*([^)]*)\)", re.IGNORECASE)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
-# A measured value must keep its unit: "up to 150 °C" is not vouched for by "up to 150 m".
+# A number and the unit written after it, if any: "up to 150 °C" is not vouched for by a passage whose
+# 150 is only ever "150 m". (A bare 150 may have its unit in a column name: that one vouches.)
 QUANTITY = re.compile(
-    r"(\d+(?:[.,]\d+)*)\s*(°c|°f|%|€|eur|usd|sgd|gbp|chf|km|cm|mm|m|kg|g|kw|w|v|ghz|mhz|khz|hz|tb|gb|mb|ms)(?!\w)",
+    r"(\d+(?:[.,]\d+)*)(?:\s*(°c|°f|%|€|eur|usd|sgd|gbp|chf|km|cm|mm|m|kg|g|kw|w|v|ghz|mhz|khz|hz|tb|gb|mb|ms)(?!\w))?",
     re.IGNORECASE,
 )
 # E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
@@ -220,7 +221,7 @@ def judge(
     vouches for a sentence's numbers, e-mail addresses and links only by containing them, and for a
     negated sentence only if it negates something too.
     """
-    words, numbers, quantities = content_words(plain), set(NUMBER.findall(plain)), measured(plain)
+    words, numbers, quantities = content_words(plain), set(NUMBER.findall(plain)), units(plain)
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
     negated = bool(NEGATION.search(REPLY.sub("", plain)))
@@ -231,7 +232,7 @@ def judge(
         similarity = float(similarities[number - 1])
         states_its_facts = (
             numbers <= set(NUMBER.findall(passage))
-            and quantities <= measured(passage)
+            and units_agree(quantities, units(passage))
             and all(i in passage.lower() for i in identifiers)
             and (not negated or bool(NEGATION.search(passage)))
         )
@@ -244,8 +245,22 @@ def judge(
     return Sentence(plain, supported, number if supported else None, cited, round(similarity, 3), round(overlap, 3))
 
 
-def measured(text: str) -> set[tuple[str, str]]:
-    return {(number, unit.lower().replace("€", "eur")) for number, unit in QUANTITY.findall(text)}
+def units(text: str) -> dict[str, set[str]]:
+    """Each number in `text` and the units written after it ("" for none)."""
+    found: dict[str, set[str]] = {}
+    for number, unit in QUANTITY.findall(text):
+        found.setdefault(number, set()).add(unit.lower().replace("€", "eur"))
+    return found
+
+
+def units_agree(claimed: dict[str, set[str]], passage: dict[str, set[str]]) -> bool:
+    """Every unit the answer gives a number appears with that number in the passage, or the passage
+    also writes the number bare."""
+    return all(
+        "" in passage.get(number, set()) or unit in passage.get(number, set())
+        for number, given in claimed.items()
+        for unit in given - {""}
+    )
 
 
 def shown(doc: Document) -> str:
