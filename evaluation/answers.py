@@ -92,6 +92,7 @@ def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
         adapter = resolve_adapter(settings, name)
         manifest = adapter / "manifest.json" if adapter else None
     return {
+        "code": chain_code(),
         "config": [config.rag, str(adapter)],
         "adapter": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else None,
         "llm": model,
@@ -99,6 +100,16 @@ def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
         "retrieval": settings.retrieval.model_dump() if config.rag else None,
         "collection": fingerprint(checked_collection(settings, settings.collection)) if config.rag else None,
     }
+
+
+def chain_code() -> str:
+    """The prompt, stop strings and check as written: changing them changes every answer."""
+    import inspect
+
+    import app.chain
+    import app.check
+
+    return hashlib.sha256("".join(inspect.getsource(m) for m in (app.chain, app.check)).encode()).hexdigest()
 
 
 class Answerer:
