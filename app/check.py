@@ -218,8 +218,9 @@ def judge(
 
     A sentence that only restates the question ("Yes, we have an office in Brazil.") adds no word
     a chunk could vouch for by overlap or similarity, so a chunk must contain all its words. A chunk
-    vouches for a sentence's numbers, e-mail addresses and links only by containing them, and for a
-    negated sentence only if it negates something too.
+    vouches for a sentence's numbers, e-mail addresses and links only by containing them, for a
+    number's unit only if it does not give that number another one, and for a negated sentence only
+    if it negates something too.
     """
     words, numbers, quantities = content_words(plain), set(NUMBER.findall(plain)), units(plain)
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words

@@ -11,7 +11,7 @@ import functools
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +227,7 @@ def served_models(settings: Settings) -> list[str]:
     return models
 
 
-def until_stop(pieces: Iterator[str] | Any, stop: list[str]) -> Iterator[str]:
+def until_stop(pieces: Iterable[str], stop: list[str]) -> Iterator[str]:
     """The streamed text up to (not including) the first stop string, which may span pieces: the
     last len(longest stop) - 1 characters are held back until they cannot start one."""
     held, keep = "", max(map(len, stop), default=1) - 1

@@ -49,7 +49,7 @@ def split(docs: list[Document], splitter: RecursiveCharacterTextSplitter) -> lis
 
 
 def bare(text: str) -> bool:
-    """Only headings and rules: nothing a question could be answered from."""
+    """Only headings and rules, or one short line that is not a sentence: nothing to answer from."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) == 1 and SHORT_LINE.fullmatch(lines[0]):
         return True
