@@ -193,13 +193,14 @@ def judge_sentences(
         if not REPLY.sub("", sentences[i]):
             sentences[i : i + 2] = [f"{sentences[i]} {sentences[i + 1]}"]
     plain = [CITATION.sub("", s).strip() for s in sentences]
-    vectors = embed(plain + [shown(d) for d in docs])
+    passages = [shown(d) for d in docs]
+    vectors = embed(plain + passages)
     similarities = vectors[: len(plain)] @ vectors[len(plain) :].T
     asked = content_words(question)
     judged = []
     for i, sentence in enumerate(sentences):
         cited = [int(n) for n in CITATION.findall(sentence)]
-        judged.append(judge(plain[i], asked, cited, similarities[i], docs, settings))
+        judged.append(judge(plain[i], asked, cited, similarities[i], passages, settings))
     return judged
 
 
@@ -212,9 +213,10 @@ def cite(sentence: Sentence) -> str:
 
 
 def judge(
-    plain: str, asked: set[str], cited: list[int], similarities: Any, docs: list[Document], settings: ChatSettings
+    plain: str, asked: set[str], cited: list[int], similarities: Any, passages: list[str], settings: ChatSettings
 ) -> Sentence:
     """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported.
+    `passages`: the chunks as the model saw them (`shown`), in context order.
 
     A sentence that only restates the question ("Yes, we have an office in Brazil.") adds no word
     a chunk could vouch for by overlap or similarity, so a chunk must contain all its words. A chunk
@@ -227,8 +229,7 @@ def judge(
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
     negated = bool(NEGATION.search(REPLY.sub("", plain)))
     scores = []
-    for number, doc in enumerate(docs, start=1):
-        passage = shown(doc)
+    for number, passage in enumerate(passages, start=1):
         overlap = len(words & content_words(passage)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
         states_its_facts = (

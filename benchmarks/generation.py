@@ -80,13 +80,12 @@ def adapter_name() -> str:
 
 
 def adapter_gguf() -> Path:
-    """The chat's adapter (or an untrained LoRA of the same shape) as a GGUF LoRA in a temporary folder."""
-    import tempfile
-
+    """The chat's adapter (or an untrained LoRA of the same shape) as a GGUF LoRA under benchmarks/.work."""
     from app.llm import resolve_adapter
     from finetune.gguf_lora import export_lora
 
-    scratch = Path(tempfile.mkdtemp(prefix="askdocs-bench-"))
+    scratch = ROOT / "benchmarks" / ".work" / "generation"
+    scratch.mkdir(parents=True, exist_ok=True)
     folder = resolve_adapter(settings())
     if folder is None:
         folder = scratch
