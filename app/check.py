@@ -23,6 +23,8 @@ CITATION = re.compile(r"\s?\[(\d+)\]")
 NAMED_CITATION = re.compile(r"\s?\(Sources?:\s*([^)]*)\)", re.IGNORECASE)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+DECIMAL = re.compile(r"\d+\.\d+")
 # A number and the unit written after it, if any: "up to 150 °C" is not vouched for by a passage whose
 # 150 is only ever "150 m". (A bare 150 may have its unit in a column name: that one vouches.)
 QUANTITY = re.compile(
@@ -224,7 +226,7 @@ def judge(
     number's unit only if it does not give that number another one, and for a negated sentence only
     if it negates something too.
     """
-    words, numbers, quantities = content_words(plain), set(NUMBER.findall(plain)), units(plain)
+    words, numbers, quantities = content_words(plain), numbers_in(plain), units(plain)
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words
     identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
     negated = bool(NEGATION.search(REPLY.sub("", plain)))
@@ -233,7 +235,7 @@ def judge(
         overlap = len(words & content_words(passage)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
         states_its_facts = (
-            numbers <= set(NUMBER.findall(passage))
+            numbers <= numbers_in(passage)
             and units_agree(quantities, units(passage))
             and all(i in passage.lower() for i in identifiers)
             and (not negated or bool(NEGATION.search(passage)))
@@ -247,11 +249,24 @@ def judge(
     return Sentence(plain, supported, number if supported else None, cited, round(similarity, 3), round(overlap, 3))
 
 
+def canonical(number: str) -> str:
+    """One spelling per value: 1,150 and 1150.00 are the same price, 03 (in 2025-05-03) and 3 the same day."""
+    if THOUSANDS.fullmatch(number):
+        number = number.replace(",", "")
+    if DECIMAL.fullmatch(number):
+        number = number.rstrip("0").rstrip(".")
+    return number.lstrip("0") or "0" if number.isdigit() else number
+
+
+def numbers_in(text: str) -> set[str]:
+    return {canonical(n) for n in NUMBER.findall(text)}
+
+
 def units(text: str) -> dict[str, set[str]]:
-    """Each number in `text` and the units written after it ("" for none)."""
+    """Each number in `text` (canonical) and the units written after it ("" for none)."""
     found: dict[str, set[str]] = {}
     for number, unit in QUANTITY.findall(text):
-        found.setdefault(number, set()).add(unit.lower().replace("€", "eur"))
+        found.setdefault(canonical(number), set()).add(unit.lower().replace("€", "eur"))
     return found
 
 

@@ -146,6 +146,25 @@ def test_a_measured_value_must_keep_its_unit(embed: Any, answer: str, refused: b
     assert result.refused is refused
 
 
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("On-site installation by Kestrel field service costs 1,150 EUR per engineer day from 3 May 2025 [1].", False),
+        ("On-site installation by Kestrel field service costs 1,500 EUR per engineer day from 3 May 2025 [1].", True),
+        ("On-site installation by Kestrel field service costs 1,150 EUR per engineer day from 4 May 2025 [1].", True),
+    ],
+)
+def test_a_number_matches_however_it_is_written(embed: Any, answer: str, refused: bool) -> None:
+    """1,150 in the answer is 1150.00 in a price list; 3 May 2025 is 2025-05-03."""
+    meta = {"source": "products/price_list.csv", "section": "row 23", "score": 0.6}
+    row = Document(
+        "product: On-site installation / description: On-site installation by Kestrel field service, per engineer day"
+        " / list_price_eur: 1150.00 / available_from: 2025-05-03",
+        metadata=meta,
+    )
+    assert run(answer, embed, [row], "How much does installation cost?").refused is refused
+
+
 def test_citation_to_a_passage_not_in_the_context_is_removed(embed: Any) -> None:
     result = run("Codes expire after 10 minutes [7].", embed, question="When do reset codes expire?")
     assert result.removed_citations == [7]
