@@ -1,4 +1,6 @@
-"""Answer quality per configuration, running the real model: no-RAG base, RAG base, RAG + adapter.
+"""Answer quality per configuration, running the real model: no-RAG base, RAG base, RAG + adapter;
+and `reference`, the question file's own answers through the same retrieval and check: what a model
+that answered exactly like the reference would get (its refusals are retrieval's and the check's).
 
 Each (question, configuration) result is cached under DATA_DIR/eval_cache, keyed by everything
 that changes the answer (model, adapter, chat and retrieval settings, what the collection holds),
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -19,14 +22,18 @@ from app.settings import Settings
 from evaluation.data import Question
 from evaluation.metrics import mean, token_f1
 
+if TYPE_CHECKING:
+    from app.check import CheckedAnswer
+
 NO_RAG_SYSTEM = "Answer the question in one or two sentences. If you don't know, reply exactly: {refusal}"
 
 
 @dataclass(frozen=True)
 class Config:
-    name: str  # as given: no-rag, rag, rag+ADAPTER
+    name: str  # as given: no-rag, rag, rag+ADAPTER, reference
     rag: bool
     adapter: str  # "none" = the base model; a name under data/adapters, a path, or "newest"
+    reference: bool = False  # the reference answers instead of a model's
 
     @classmethod
     def parse(cls, text: str) -> Config:
@@ -34,9 +41,11 @@ class Config:
             return cls(text, rag=False, adapter="none")
         if text == "rag":
             return cls(text, rag=True, adapter="none")
+        if text == "reference":
+            return cls(text, rag=True, adapter="none", reference=True)
         if text.startswith("rag+") and len(text) > 4:
             return cls(text, rag=True, adapter=text[4:])
-        raise ValueError(f"unknown configuration '{text}': use no-rag, rag or rag+ADAPTER (rag+newest)")
+        raise ValueError(f"unknown configuration '{text}': use no-rag, rag, rag+ADAPTER (rag+newest) or reference")
 
 
 class Cache:
@@ -70,7 +79,7 @@ def evaluate(settings: Settings, questions: list[Question], configs: list[Config
             record = cache.get(key)
             if record is None:
                 answer = answer or Answerer(settings, config)
-                record = answer(q.question)
+                record = answer(q)
                 cache.put(key, record)
             records.append(record)
         results[config.name] = summarize(settings, questions, records)
@@ -84,8 +93,11 @@ def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
     from app.store import checked_collection
 
     name = None if config.adapter == "newest" else config.adapter
-    if settings.llm_backend == "openai-compatible":  # what the server does with a model name is its business
-        model: list[Any] = [settings.llm_server.url, served_model(settings, name)]
+    if config.reference:
+        model: list[Any] = ["reference"]
+        adapter, manifest = None, None
+    elif settings.llm_backend == "openai-compatible":  # what the server does with a model name is its business
+        model = [settings.llm_server.url, served_model(settings, name)]
         adapter, manifest = None, None
     else:
         model = [settings.llm_base, llm_precision(settings)]
@@ -121,22 +133,54 @@ class Answerer:
 
         adapter = None if config.adapter == "newest" else config.adapter
         self.config = config
-        self.run: Any = chain_from_settings(settings, adapter=adapter) if config.rag else chat_model(settings, adapter)
+        if config.reference:
+            self.run: Any = reference_answerer(settings)
+        elif config.rag:
+            self.run = chain_from_settings(settings, adapter=adapter)
+        else:
+            self.run = chat_model(settings, adapter)
 
-    def __call__(self, question: str) -> dict[str, Any]:
+    def __call__(self, question: Question) -> dict[str, Any]:
         from app.check import REFUSAL, is_refusal
 
+        if self.config.reference:
+            return record(self.run(question))
         if not self.config.rag:
-            messages = [("system", NO_RAG_SYSTEM.format(refusal=REFUSAL)), ("human", question)]
+            messages = [("system", NO_RAG_SYSTEM.format(refusal=REFUSAL)), ("human", question.question)]
             answer = str(self.run.invoke(messages).content).strip()
             return {"answer": answer, "refused": is_refusal(answer), "cited": [], "grounded": None}
-        result = self.run.invoke({"question": question, "history": []})
-        return {
-            "answer": result.answer,
-            "refused": result.refused,
-            "cited": [] if result.refused else sorted({s["source"] for s in result.sources}),
-            "grounded": None if result.refused else all(s.supported for s in result.sentences),
-        }
+        return record(self.run.invoke({"question": question.question, "history": []}))
+
+
+def reference_answerer(settings: Settings) -> Callable[[Question], CheckedAnswer]:
+    """The question's reference answer, citing the best retrieved passage of a gold source (none
+    retrieved: a refusal), checked like a model's answer."""
+    from functools import partial
+
+    from app.check import check
+    from app.models import encode, load_embedder
+    from app.retrieval import retriever
+    from finetune.rag_data import cited_answer
+
+    search, embed = retriever(settings), partial(encode, settings, load_embedder(settings))
+
+    def answer(question: Question) -> CheckedAnswer:
+        docs = search.invoke(question.question)
+        retrieved = {d.metadata.get("source") for d in docs}
+        gold = next((g for g in (g.partition("#")[0] for g in question.gold_sources) if g in retrieved), None)
+        text = cited_answer(question.answer, gold, docs)
+        return check({"question": question.question, "docs": docs, "answer": text}, settings.chat, embed)
+
+    return answer
+
+
+def record(result: CheckedAnswer) -> dict[str, Any]:
+    return {
+        "answer": result.answer,
+        "refused": result.refused,
+        "cited": [] if result.refused else sorted({s["source"] for s in result.sources}),
+        "grounded": None if result.refused else all(s.supported for s in result.sentences),
+    }
 
 
 def summarize(settings: Settings, questions: list[Question], records: list[dict]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ line per question. Runs the real chain over the ingested data/sample_docs (`make
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from functools import partial
@@ -19,7 +18,9 @@ from typing import Any
 
 from app.chain import chain_from_settings
 from app.check import CheckedAnswer
-from app.settings import Settings, load_settings
+from app.settings import load_settings
+from evaluation.answers import reference_answerer
+from evaluation.data import Question, read_questions
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every 4th answerable held-out question (fixed before measuring) and the fact its answer must
@@ -51,41 +52,23 @@ def answered_with(result: CheckedAnswer, source: str, fact: str) -> bool:
     return not result.refused and source in cited and any(f.lower() in supported for f in fact.split("|"))
 
 
-def reference_answerer(settings: Settings, answers: dict[str, str], sources: dict[str, str]) -> Any:
-    """Instead of the model, the reference answer citing its source's passage, through the same
-    retrieval and check: how many a perfect model could get right here."""
-    from app.check import check
-    from app.models import encode, load_embedder
-    from app.retrieval import retriever
-    from finetune.rag_data import cited_answer
-
-    search, embed = retriever(settings), partial(encode, settings, load_embedder(settings))
-
-    def answer(question: str) -> CheckedAnswer:
-        docs = search.invoke(question)
-        text = cited_answer(answers[question], sources[question], docs)
-        return check({"question": question, "docs": docs, "answer": text}, settings.chat, embed)
-
-    return answer
-
-
-def ask_chain(chain: Any, question: str) -> CheckedAnswer:
-    return chain.invoke({"question": question, "history": []})
+def ask_chain(chain: Any, question: Question) -> CheckedAnswer:
+    return chain.invoke({"question": question.question, "history": []})
 
 
 def main(argv: list[str]) -> int:
-    held_out = [json.loads(line) for line in (ROOT / "data" / "qa" / "eval.jsonl").read_text().splitlines()]
-    sources = {row["question"]: row["source"] for row in held_out}
+    held_out = {q.question: q for q in read_questions(ROOT / "data" / "qa" / "eval.jsonl")}
+    sources = {question: q.gold_sources[0] for question, q in held_out.items() if q.gold_sources}
     settings = load_settings()
     if argv == ["--reference"]:
-        ask = reference_answerer(settings, {row["question"]: row["answer"] for row in held_out}, sources)
+        ask = reference_answerer(settings)
     else:
         chain = chain_from_settings(settings, adapter=argv[0] if argv else None)
         ask = partial(ask_chain, chain)
     right = 0
     for question, fact in KEY_FACTS.items():
         started = time.perf_counter()
-        result = ask(question)
+        result = ask(held_out[question])
         ok = answered_with(result, sources[question], fact)
         right += ok
         seconds = time.perf_counter() - started
