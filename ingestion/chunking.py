@@ -14,6 +14,11 @@ from langchain_core.documents import Document
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ #\t]*$", re.MULTILINE)
+# A line underlined with === (level 1) or --- (level 2), as markdown allows and plain-text runbooks
+# and postmortems write their headings ("3. ROOT CAUSE" over "-------------"); not a list item's.
+SETEXT = re.compile(r"^(?![ \t]*[-*+>|][ \t])[ \t]*(\S[^\n]*?)[ \t]*\n(={3,}|-{3,})[ \t]*$", re.MULTILINE)
+# A fenced code block: its "# comment" lines and "-----" under test output are not headings.
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
 # Markdown headings and rules (--- === ***), and a plain-text heading line ("3. ROOT CAUSE"): the
 # splitter leaves them alone in a chunk when the text under them fills the next chunk.
 RULE_OR_HEADING = re.compile(r"#{1,6}[ \t].*|[-=_*]{3,}")
@@ -71,8 +76,11 @@ def located(text: str, pieces: list[str]) -> list[tuple[int, str]]:
 
 
 def heading_index(text: str) -> list[tuple[int, int, str]]:
-    """(offset, level, title) of every markdown heading, in order."""
-    return [(m.start(), len(m.group(1)), m.group(2).strip()) for m in HEADING.finditer(text)]
+    """(offset, level, title) of every heading, `# ...` or underlined, outside code blocks, in order."""
+    code = [m.span() for m in FENCE.finditer(text)]
+    marked = [(m.start(), len(m.group(1)), m.group(2).strip()) for m in HEADING.finditer(text)]
+    underlined = [(m.start(), 1 if m.group(2)[0] == "=" else 2, m.group(1)) for m in SETEXT.finditer(text)]
+    return sorted(h for h in marked + underlined if not any(start <= h[0] < end for start, end in code))
 
 
 def section_at(headings: list[tuple[int, int, str]], offset: int) -> str:
@@ -84,5 +92,5 @@ def section_at(headings: list[tuple[int, int, str]], offset: int) -> str:
 
 
 def first_heading(docs: list[Document]) -> str:
-    match = HEADING.search(docs[0].page_content)
-    return match.group(2).strip() if match else ""
+    headings = heading_index(docs[0].page_content)
+    return headings[0][2] if headings else ""

@@ -54,6 +54,26 @@ def test_chunks_record_the_heading_path_where_they_start(tokenizer) -> None:  # 
     assert sections[-1] == "Manual > LED codes" and "E-217" in chunks[-1].page_content
 
 
+def test_underlined_headings_of_plain_text_are_sections(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        "POSTMORTEM: Ingestion outage\n============================\n\nIntro.\n\n"
+        "2. TIMELINE\n-----------\n\n" + "\n".join(SENTENCES[:20]) + "\n\n5. ACTION ITEMS\n---------------\n\nPM-7 is open.\n"
+    )
+    docs = [Document(text)]
+    chunks = chunking.split(docs, chunking.make_splitter(tokenizer, 60, 10))
+    assert chunking.first_heading(docs) == "POSTMORTEM: Ingestion outage"
+    assert "POSTMORTEM: Ingestion outage > 2. TIMELINE" in [c.metadata.get("section") for c in chunks]
+    assert chunks[-1].metadata["section"] == "POSTMORTEM: Ingestion outage > 5. ACTION ITEMS"
+
+
+def test_comments_and_rules_in_code_blocks_are_not_headings(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    code = "```bash\n# install the tools\npip install x\n```\n\n~~~\nRan 3 tests\n-----------\n~~~"
+    text = "# Setup\n\n" + code + "\n\n" + "\n".join(SENTENCES[:20])
+    chunks = chunking.split([Document(text)], chunking.make_splitter(tokenizer, 60, 0))
+    assert len(chunks) > 2
+    assert {c.metadata["section"] for c in chunks} == {"Setup"}
+
+
 def test_structure_is_split_before_size(tokenizer) -> None:  # type: ignore[no-untyped-def]
     text = "## Short A\n\nAlpha facts.\n\n## Short B\n\nBeta facts."
     chunks = chunking.split([Document(text)], chunking.make_splitter(tokenizer, 8, 0))

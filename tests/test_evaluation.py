@@ -94,9 +94,9 @@ def test_reference_answers_through_retrieval_and_the_check_are_rarely_refused(
     chat_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The ceiling, no model needed: the question file's own answers, cited and checked like a
-    model's. Retrieval or check changes that refuse correct answers fail here (measured: 7 of 61)."""
+    model's. Retrieval or check changes that refuse correct answers fail here (measured: 6 of 61)."""
     args = [str(SAMPLE_QA), "--data-dir", str(chat_data_dir), "--modes", "hybrid", "--answers", "reference"]
-    assert main([*args, "--json", "--max-false-refusal-rate", "0.12"]) == 0
+    assert main([*args, "--json", "--max-false-refusal-rate", "0.1"]) == 0
     row = json.loads(capsys.readouterr().out)["answers"]["reference"]
     assert row["citation_precision"] == 1.0
     assert row["refusal_unanswerable"] == 1.0  # by construction: their reference answer is a refusal
