@@ -115,13 +115,14 @@ def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
 
 
 def chain_code() -> str:
-    """The prompt, stop strings and check as written: changing them changes every answer."""
+    """The code an answer passes through as written (prompt, stop strings, retrieval, model wrapper,
+    check, the reference's citing): changing it changes every answer."""
+    import importlib
     import inspect
 
-    import app.chain
-    import app.check
-
-    return hashlib.sha256("".join(inspect.getsource(m) for m in (app.chain, app.check)).encode()).hexdigest()
+    modules = ("app.chain", "app.check", "app.llm", "app.retrieval", "finetune.rag_data")
+    source = "".join(inspect.getsource(importlib.import_module(m)) for m in modules)
+    return hashlib.sha256(source.encode()).hexdigest()
 
 
 class Answerer:
