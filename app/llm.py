@@ -168,10 +168,11 @@ def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSetting
 def server_chat_model(settings: Settings, adapter: str | None, chat: ChatSettings) -> BaseChatModel:
     """An OpenAI-compatible server's model (langchain-openai); the server applies the chat template."""
     import httpx
-    from langchain_openai import ChatOpenAI
+
+    from app.served_llm import ServedChatModel
 
     server = settings.llm_server
-    return ChatOpenAI(
+    return ServedChatModel(
         base_url=server.url,
         api_key=server.api_key,
         model=served_model(settings, adapter),

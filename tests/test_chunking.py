@@ -57,7 +57,9 @@ def test_chunks_record_the_heading_path_where_they_start(tokenizer) -> None:  # 
 def test_underlined_headings_of_plain_text_are_sections(tokenizer) -> None:  # type: ignore[no-untyped-def]
     text = (
         "POSTMORTEM: Ingestion outage\n============================\n\nIntro.\n\n"
-        "2. TIMELINE\n-----------\n\n" + "\n".join(SENTENCES[:20]) + "\n\n5. ACTION ITEMS\n---------------\n\nPM-7 is open.\n"
+        "2. TIMELINE\n-----------\n\n"
+        + "\n".join(SENTENCES[:20])
+        + "\n\n5. ACTION ITEMS\n---------------\n\nPM-7 is open.\n"
     )
     docs = [Document(text)]
     chunks = chunking.split(docs, chunking.make_splitter(tokenizer, 60, 10))

@@ -8,6 +8,8 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,28 @@ def test_question_the_documents_cannot_answer_is_refused(chain: Any) -> None:
 def test_an_adapter_the_server_does_not_serve_is_one_clear_line(served: Settings) -> None:
     with pytest.raises(ModelError, match=r"does not serve 'hr-lora'; it serves \['smollm2'\]"):
         chain_from_settings(served, adapter="hr-lora")
+
+
+def test_an_answer_the_server_drops_midway_is_an_error_not_an_empty_answer(served: Settings) -> None:
+    """llama.cpp's server (default --interrupt_requests True) ends a running stream when another
+    request comes in; an empty or cut answer must not pass for the model's (nor become a refusal)."""
+    from app.llm import chat_model
+
+    model = chat_model(served, chat=served.chat.model_copy(update={"max_new_tokens": 200}))
+    failure: list[BaseException] = []
+
+    def long_answer() -> None:
+        try:
+            "".join(str(chunk.content) for chunk in model.stream("Tell a long story about a cat. " * 30))
+        except ModelError as error:
+            failure.append(error)
+
+    first = threading.Thread(target=long_answer)
+    first.start()
+    time.sleep(2)
+    model.invoke("Name a colour.")  # the server drops the first stream for this one
+    first.join()
+    assert failure and "ended the answer without finishing it" in str(failure[0])
 
 
 def test_unreachable_server_is_one_clear_line(served: Settings) -> None:
