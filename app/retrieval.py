@@ -18,6 +18,8 @@ from langchain_core.retrievers import BaseRetriever
 from app.bm25 import Bm25Index
 from app.settings import RetrievalSettings, Settings
 
+MIN_OVERLAP = 10  # characters: a shorter match between two chunks' edges is chance ("the" + "each")
+
 
 class Searchable:
     """One collection: its Chroma collection and its BM25 index."""
@@ -97,7 +99,35 @@ class HybridRetriever(BaseRetriever):
                 score = round(float(np.dot(vector, emb)), 4)  # both normalised: cosine
                 metadata = {**meta, "score": score, "collection": self.names[n]}
                 found[(n, chunk_id)] = Document(page_content=text, metadata=metadata, id=chunk_id)
-        return [found[key] for key in keys if key in found]
+        kept = [key for key in keys if key in found]
+        return self.with_neighbours(kept, found) if self.options.neighbours else [found[key] for key in kept]
+
+    def with_neighbours(self, keys: list[tuple[int, str]], found: dict[tuple[int, str], Document]) -> list[Document]:
+        """Small-to-big: each chunk's text continued by the chunks after it in its file (ids are
+        FILE-INDEX), minus their overlap; a following chunk that was found itself stays on its own."""
+        following = {}
+        for n, chunk_id in keys:
+            stem, index = chunk_id.rsplit("-", 1)
+            following[(n, chunk_id)] = [(n, f"{stem}-{int(index) + i}") for i in range(1, self.options.neighbours + 1)]
+        wanted = {key for keys_after in following.values() for key in keys_after} - set(keys)
+        texts = {}
+        for n in sorted({n for n, _ in wanted}):
+            got = self.searchables[n].collection.get(ids=[i for m, i in wanted if m == n], include=["documents"])
+            texts.update({(n, i): text for i, text in zip(got["ids"], got["documents"], strict=True)})
+        for key in keys:
+            for after in following[key]:
+                if after not in texts:
+                    break  # the end of the file, or a chunk shown on its own: keep the text contiguous
+                found[key].page_content = join_overlapping(found[key].page_content, texts[after])
+        return [found[key] for key in keys]
+
+
+def join_overlapping(text: str, following: str) -> str:
+    """`text` then `following`, the part they share (the chunker's overlap) written once."""
+    for size in range(min(len(text), len(following)), MIN_OVERLAP - 1, -1):
+        if text.endswith(following[:size]):
+            return text + following[size:]
+    return f"{text}\n{following}"
 
 
 def retriever(

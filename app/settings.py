@@ -113,6 +113,9 @@ class RetrievalSettings(BaseModel):
     # 0.452 -> 0.461; sample recall@5 stays 1.000. (2.0: sample recall@5 0.984.)
     dense_weight: float = Field(1.5, ge=0)
     bm25_weight: float = Field(1.0, ge=0)
+    neighbours: int = Field(
+        0, ge=0, le=3, description="Small-to-big: each chunk found comes with this many chunks that follow it."
+    )
 
 
 class StoreSettings(BaseModel):

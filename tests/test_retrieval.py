@@ -79,6 +79,25 @@ def test_dense_search_sees_the_page_and_section_a_chunk_sits_under(settings: Set
         assert tables[0].metadata["source"] == source
 
 
+def test_small_to_big_continues_each_chunk_with_the_ones_after_it(settings: Settings, tmp_path: Path) -> None:
+    """An action-item list whose last row sits in a chunk after the one that matches the question."""
+    root = tmp_path / "postmortems"
+    root.mkdir()
+    rows = "\n".join(f"PM-{n} Recolour dashboard widget number {n} in the style guide. Done." for n in range(2, 15))
+    text = f"PM-1 Add certificate expiry monitoring for MQTT. Done.\n{rows}\nPM-15 Reconnect backoff. Open.\n"
+    (root / "outage.txt").write_text(f"Action items\n------------\n\n{text}")
+    ingest(root, settings)
+    question = "Which action item adds certificate expiry monitoring?"
+    alone = retriever(settings, k=1).invoke(question)[0]
+    assert "PM-15" not in alone.page_content
+    grown = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"neighbours": 2})})
+    found = retriever(grown, k=1).invoke(question)[0]
+    assert found.page_content.startswith(alone.page_content) and "PM-15 Reconnect backoff" in found.page_content
+    lines = found.page_content.splitlines()
+    assert len(lines) == len(set(lines)), "the chunks' overlap is written once"
+    assert found.metadata["score"] == alone.metadata["score"]
+
+
 def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted: Path) -> None:
     question = "How do I get my money back after a work journey?"
     assert "travel.md" not in search(settings, "bm25", question)  # no shared word
