@@ -1,8 +1,8 @@
 """The chat model behind `llm_backend = openai-compatible`: langchain-openai's, streaming, and loud
 when the server ends a stream without finishing the answer.
 
-llama.cpp's server (llama-cpp-python, several model aliases) drops a running answer when another
-request asks for another alias: the stream just ends, empty or cut short, with no finish reason.
+llama.cpp's server (llama-cpp-python, `interrupt_requests` on by default) drops a running answer when
+another request arrives: the stream just ends, empty or cut short, with no finish reason.
 Passed on silently, that reads as an empty answer, which the check would turn into "I couldn't find
 this in the documents" and an evaluation would score as the model's.
 """
@@ -19,7 +19,7 @@ from app.models import ModelError
 
 UNFINISHED = (
     "the LLM server ended the answer without finishing it (llama.cpp's server does when another request "
-    "switches it to another model or adapter); ask again, or give each adapter a server of its own"
+    "arrives, unless started with --interrupt_requests False); ask again"
 )
 
 
