@@ -104,7 +104,7 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
         checkpoint = guard.resume_checkpoint(folder / "checkpoints", keys) if resume else None
     try:
         train_seconds = trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
-        final_eval = trainer.evaluate() if len(prepared.eval) else {}
+        final_eval = final_evaluation(trainer) if len(prepared.eval) else {}
     except guard.DivergedError:
         if main:  # its checkpoints lead to the same divergence; free the name for a lower --lr
             shutil.rmtree(folder)
@@ -114,6 +114,15 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
         complete(folder, manifest, trainer, final_eval, wall_seconds=time.perf_counter() - started)
     trainer.accelerator.wait_for_everyone()  # no process returns before the adapter is complete
     return folder
+
+
+def final_evaluation(trainer: Any) -> dict[str, Any]:
+    """The held-out metrics of the finished adapter: the trainer's own when its last step was an eval
+    step (an evaluation takes minutes on CPU), else a new evaluation."""
+    logged = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if logged and logged[-1]["step"] == trainer.state.global_step:
+        return logged[-1]
+    return dict(trainer.evaluate())
 
 
 def complete(folder: Path, manifest: dict[str, Any], trainer: Any, final_eval: dict, *, wall_seconds: float) -> None:

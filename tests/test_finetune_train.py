@@ -46,7 +46,8 @@ def test_qlora_lowers_the_loss_even_after_an_eval_step(trained: Path) -> None:
     manifest = adapter.read_manifest(trained)
     losses = dict(manifest["train_loss"])
     assert manifest["completed"] and manifest["steps"] == STEPS and manifest["method"] == "qlora"
-    assert [step for step, _ in manifest["eval_loss"]][:1] == [SAVE], "an eval ran in the middle of training"
+    assert [step for step, _ in manifest["eval_loss"]] == [SAVE, STEPS], "the last step's eval is not run twice"
+    assert manifest["final_eval_loss"] == manifest["eval_loss"][-1][1]
     assert losses[STEPS] < losses[SAVE + 1] < losses[1], "the 4-bit eval forward must not stall training"
     assert manifest["eval_loss"][-1][1] < manifest["eval_loss"][0][1]
 
@@ -187,3 +188,19 @@ def test_answer_only_loss_equals_the_models_own_loss(llm_data_dir: Path, llm_tok
         ours = answer_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
         reference = model(**batch).loss
     assert abs(float(ours) - float(reference)) < 1e-3
+
+
+def test_final_evaluation_runs_only_when_the_last_step_was_not_evaluated() -> None:
+    from types import SimpleNamespace
+
+    from finetune.train import final_evaluation
+
+    calls: list[int] = []
+
+    def trainer_at(step: int) -> SimpleNamespace:  # a stand-in with the two Trainer attributes used
+        history = [{"loss": 2.0, "step": 3}, {"eval_loss": 1.5, "step": 3}, {"loss": 1.8, "step": 4}]
+        state = SimpleNamespace(log_history=history, global_step=step)
+        return SimpleNamespace(state=state, evaluate=lambda: calls.append(step) or {"eval_loss": 1.4})
+
+    assert final_evaluation(trainer_at(3)) == {"eval_loss": 1.5, "step": 3} and calls == []
+    assert final_evaluation(trainer_at(4)) == {"eval_loss": 1.4} and calls == [4]
