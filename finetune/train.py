@@ -50,10 +50,18 @@ def prepare_data(settings: Settings, tokenizer: Any) -> Prepared:
 
 
 def tokenize_all(examples: list[data.Messages], tokenizer: Any, max_len: int) -> tuple[list[dict], int]:
+    """Rows cut to `max_len` tokens, and how many were longer. A row whose answer the cut removes
+    entirely is left out: it teaches nothing, and a batch of such rows has no loss at all (NaN)."""
     rows = [data.tokenize(messages, tokenizer) for messages in examples]
     too_long = sum(len(row["input_ids"]) > max_len for row in rows)
     cut = [{key: value[:max_len] for key, value in row.items()} for row in rows]
-    return [row | {"length": len(row["input_ids"])} for row in cut], too_long
+    kept = [row | {"length": len(row["input_ids"])} for row in cut if any(t != data.IGNORE for t in row["labels"])]
+    if rows and not kept:
+        starts = [next((i for i, t in enumerate(row["labels"]) if t != data.IGNORE), max_len) for row in rows]
+        raise data.DataError(
+            f"--max-seq-len {max_len} cuts off every answer: the earliest starts at token {min(starts)}"
+        )
+    return kept, too_long
 
 
 def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:

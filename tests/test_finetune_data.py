@@ -115,8 +115,19 @@ def test_examples_longer_than_max_seq_len_are_cut_and_counted(llm_tokenizer) -> 
     from finetune.train import tokenize_all
 
     short = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
-    long = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "Done."}]
-    rows, cut = tokenize_all([short, long], llm_tokenizer, 64)
-    assert cut == 1
-    assert [row["length"] for row in rows] == [len(rows[0]["input_ids"]), 64]
+    long_answer = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "word " * 200}]
+    long_prompt = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "Done."}]
+    rows, cut = tokenize_all([short, long_answer, long_prompt], llm_tokenizer, 64)
+    assert cut == 2
+    assert [row["length"] for row in rows] == [len(rows[0]["input_ids"]), 64], "no answer left: left out"
     assert all(len(row["labels"]) == len(row["input_ids"]) for row in rows)
+
+
+def test_a_max_seq_len_that_cuts_off_every_answer_is_one_clear_error(llm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from finetune.train import tokenize_all
+
+    long_prompt = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "Done."}]
+    with pytest.raises(
+        data.DataError, match=r"--max-seq-len 64 cuts off every answer: the earliest starts at token 2\d\d"
+    ):
+        tokenize_all([long_prompt], llm_tokenizer, 64)
