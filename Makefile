@@ -30,12 +30,15 @@ ingest: models
 demo: ingest chat
 
 # An adapter trained on the chain's own prompt over data/qa (retrieved passages + question → cited
-# answer). About an hour on 2 CPU cores; the chat uses the newest completed adapter.
+# answer); the chat uses the newest completed adapter. 110 steps = 5 epochs of the 173 examples: about
+# 5-6 hours on 2 CPU cores, 2 minutes on one GPU. ADAPTER_STEPS=24 takes about an hour, with more false
+# refusals and half the answer F1 (benchmarks/RESULTS.md, "Training the chain's adapter").
+ADAPTER_STEPS ?= 110
 adapter: ingest
 	$(OFFLINE) $(PY) -m finetune.rag_data data/qa/train.jsonl data/qa/rag/train.jsonl
 	$(OFFLINE) $(PY) -m finetune.rag_data data/qa/eval.jsonl data/qa/rag/eval.jsonl
 	$(OFFLINE) $(PY) -m finetune --qlora --data data/qa/rag/train.jsonl --eval-data data/qa/rag/eval.jsonl \
-		--max-seq-len 1280 --max-steps 24 --save-steps 12 --output qlora-rag-$$(date +%Y%m%d-%H%M%S)
+		--max-seq-len 1280 --max-steps $(ADAPTER_STEPS) --save-steps 22 --output qlora-rag-$$(date +%Y%m%d-%H%M%S)
 
 # Retrieval quality per mode on data/qa (a gate: fails below recall@5 0.95); ANSWERS=no-rag,rag,rag+newest
 # adds answer quality (runs the model: minutes per configuration).
