@@ -311,12 +311,23 @@ class LocalChatModel(BaseChatModel):
         self, model: Any, inputs: dict, streamer: Any, cancelled: threading.Event, failure: list[BaseException]
     ) -> None:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import (
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+            StoppingCriteria,
+            StoppingCriteriaList,
+        )
 
         class Cancelled(StoppingCriteria):
             def __call__(self, *args: Any, **kwargs: Any) -> bool:
                 return cancelled.is_set()
 
+        # Penalise repeats within the answer only. `repetition_penalty=` would also penalise every prompt
+        # token: the passages' words an answer must copy (llama.cpp's window is the last 64 tokens).
+        prompt_length = inputs["input_ids"].shape[-1]
+        repeats_in_answer = RepetitionPenaltyLogitsProcessor(
+            self.repetition_penalty, prompt_ignore_length=prompt_length
+        )
         greedy = self.temperature == 0
         sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.temperature}
         try:
@@ -325,7 +336,7 @@ class LocalChatModel(BaseChatModel):
                     **inputs,
                     streamer=streamer,
                     max_new_tokens=self.max_new_tokens,
-                    repetition_penalty=self.repetition_penalty,
+                    logits_processor=LogitsProcessorList([repeats_in_answer]),
                     pad_token_id=self.loaded.tokenizer.pad_token_id,
                     stopping_criteria=StoppingCriteriaList([Cancelled()]),
                     **sampling,

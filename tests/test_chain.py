@@ -52,6 +52,17 @@ def test_the_local_model_stops_before_a_stop_string(chat_data_dir: Path) -> None
     assert len(tokens) > 1 and "7" not in "".join(str(t.content) for t in tokens)
 
 
+def test_the_local_model_can_copy_a_name_from_the_prompt(chat_data_dir: Path) -> None:
+    """The repetition penalty covers the answer only. Over the whole prompt it penalised every word of
+    the passages an answer must copy (seen: "The CFO is the one who approves orders above 10,000 EUR.")."""
+    from app.llm import chat_model
+
+    llm = chat_model(Settings(data_dir=chat_data_dir, llm_precision="fp32"), adapter="none")
+    passage = "Passage: Orders above 10,000 EUR need approval from the CFO, Margarethe Lindqvist-Obermaier."
+    question = f"{passage}\n\nQuestion: Who approves orders above 10,000 EUR? Copy the name exactly."
+    assert "Margarethe Lindqvist-Obermaier" in str(llm.invoke(question).content)
+
+
 @pytest.mark.parametrize(
     ("pieces", "expected"),
     [
