@@ -33,6 +33,15 @@ LOADING = threading.Lock()
 REPETITION_PENALTY = 1.1
 
 
+def answer_repetition_penalty(prompt_length: int, penalty: float = REPETITION_PENALTY) -> Any:
+    """A logits processor that penalises repeats within the answer only. transformers' `repetition_penalty=`
+    (and vLLM's) also covers every prompt token: the passages' words an answer must copy. llama.cpp's
+    `repeat_penalty` looks at the last 64 generated tokens."""
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    return RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt_length)
+
+
 def chat_dicts(messages: list[BaseMessage]) -> list[dict[str, str]]:
     """LangChain messages as the {"role", "content"} dicts chat templates (and training data) use."""
     return [{"role": ROLES.get(m.type, m.type), "content": m.text} for m in messages]
@@ -179,12 +188,9 @@ def server_chat_model(settings: Settings, adapter: str | None, chat: ChatSetting
         temperature=chat.temperature,
         max_tokens=chat.max_new_tokens,
         # ChatOpenAI sends max_tokens as max_completion_tokens, which llama.cpp's server ignores: say both.
-        # The penalty has no OpenAI name: llama.cpp reads repeat_penalty, vLLM repetition_penalty.
-        extra_body={
-            "max_tokens": chat.max_new_tokens,
-            "repeat_penalty": REPETITION_PENALTY,
-            "repetition_penalty": REPETITION_PENALTY,
-        },
+        # The penalty has no OpenAI name. llama.cpp's repeat_penalty covers the answer; vLLM's
+        # repetition_penalty would cover the prompt too (answer_repetition_penalty), so vLLM gets none.
+        extra_body={"max_tokens": chat.max_new_tokens, "repeat_penalty": REPETITION_PENALTY},
         timeout=server.timeout,
         max_retries=1,
         streaming=True,
@@ -247,7 +253,8 @@ def until_stop(pieces: Iterable[str], stop: list[str]) -> Iterator[str]:
 
 
 class LocalChatModel(BaseChatModel):
-    """Streams tokens from the shared model, rendering messages with the model's own chat template."""
+    """Streams tokens from the shared model, rendering messages with the model's own chat template.
+    `max_new_tokens` and `temperature` can also be given per call (`invoke(..., max_new_tokens=8)`)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -291,8 +298,12 @@ class LocalChatModel(BaseChatModel):
         )
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled, failure = threading.Event(), list[BaseException]()
+        limits = {
+            "max_new_tokens": kwargs.get("max_new_tokens", self.max_new_tokens),
+            "temperature": kwargs.get("temperature", self.temperature),
+        }
         with self.loaded.lock, self.loaded.using(self.adapter) as model:
-            args = (model, inputs.to(model.device), streamer, cancelled, failure)
+            args = (model, inputs.to(model.device), limits, streamer, cancelled, failure)
             thread = threading.Thread(target=self._run, args=args, daemon=True)
             thread.start()
             try:
@@ -308,34 +319,30 @@ class LocalChatModel(BaseChatModel):
             raise failure[0]
 
     def _run(
-        self, model: Any, inputs: dict, streamer: Any, cancelled: threading.Event, failure: list[BaseException]
+        self,
+        model: Any,
+        inputs: dict,
+        limits: dict[str, Any],
+        streamer: Any,
+        cancelled: threading.Event,
+        failure: list[BaseException],
     ) -> None:
         import torch
-        from transformers import (
-            LogitsProcessorList,
-            RepetitionPenaltyLogitsProcessor,
-            StoppingCriteria,
-            StoppingCriteriaList,
-        )
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         class Cancelled(StoppingCriteria):
             def __call__(self, *args: Any, **kwargs: Any) -> bool:
                 return cancelled.is_set()
 
-        # Penalise repeats within the answer only. `repetition_penalty=` would also penalise every prompt
-        # token: the passages' words an answer must copy (llama.cpp's window is the last 64 tokens).
-        prompt_length = inputs["input_ids"].shape[-1]
-        repeats_in_answer = RepetitionPenaltyLogitsProcessor(
-            self.repetition_penalty, prompt_ignore_length=prompt_length
-        )
-        greedy = self.temperature == 0
-        sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.temperature}
+        repeats_in_answer = answer_repetition_penalty(inputs["input_ids"].shape[-1], self.repetition_penalty)
+        temperature = limits["temperature"]
+        sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
         try:
             with torch.no_grad():
                 model.generate(
                     **inputs,
                     streamer=streamer,
-                    max_new_tokens=self.max_new_tokens,
+                    max_new_tokens=limits["max_new_tokens"],
                     logits_processor=LogitsProcessorList([repeats_in_answer]),
                     pad_token_id=self.loaded.tokenizer.pad_token_id,
                     stopping_criteria=StoppingCriteriaList([Cancelled()]),

@@ -2,8 +2,9 @@
 
 Prompt: the chain's own prompt (system, few-shot, 4 retrieved passages, question) for a held-out
 question, rendered with the model's chat template — the same text for every variant. Each variant
-writes exactly NEW_TOKENS tokens (end-of-text suppressed), greedy, repetition penalty 1.1, on all
-cores, in its own process (peak RSS is per variant); the median of RUNS runs after a warm-up.
+writes exactly NEW_TOKENS tokens (end-of-text suppressed), greedy, the chat's repetition penalty (1.1, on
+the answer only), on all cores, in its own process (peak RSS is per variant); the median of RUNS runs
+after a warm-up.
 - nf4+lora:      SmolLM2 4-bit NF4 (bitsandbytes) + the LoRA adapter (peft), the chat with llm_precision=nf4;
 - nf4:           the same without the adapter, to show what LoRA costs;
 - fp32+lora:     fp32 base + the LoRA adapter, the chat with llm_precision=fp32;
@@ -125,7 +126,10 @@ def hf_model(variant: str) -> tuple[Any, Any]:
 
 def time_hf(variant: str) -> list[tuple[float, float]]:
     import torch
+    from transformers import LogitsProcessorList
     from transformers.generation.streamers import BaseStreamer
+
+    from app.llm import answer_repetition_penalty
 
     class Clock(BaseStreamer):
         """put() is called with the prompt first, then once per new token."""
@@ -152,7 +156,7 @@ def time_hf(variant: str) -> list[tuple[float, float]]:
                 max_new_tokens=NEW_TOKENS,
                 min_new_tokens=NEW_TOKENS,
                 do_sample=False,
-                repetition_penalty=1.1,
+                logits_processor=LogitsProcessorList([answer_repetition_penalty(inputs["input_ids"].shape[1])]),
                 pad_token_id=tokenizer.pad_token_id,
                 streamer=clock,
             )
@@ -165,6 +169,7 @@ def time_hf(variant: str) -> list[tuple[float, float]]:
 def time_llama_cpp(lora: bool) -> list[tuple[float, float]]:
     from llama_cpp import Llama
 
+    from app.llm import REPETITION_PENALTY
     from app.models import smollm2_gguf
 
     lora_path = str(adapter_gguf()) if lora else None
@@ -179,7 +184,7 @@ def time_llama_cpp(lora: bool) -> list[tuple[float, float]]:
             prompt,
             max_tokens=NEW_TOKENS,
             temperature=0.0,
-            repeat_penalty=1.1,
+            repeat_penalty=REPETITION_PENALTY,
             logit_bias={llm.token_eos(): -1e9},
             stream=True,
         ):

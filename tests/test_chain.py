@@ -52,6 +52,15 @@ def test_the_local_model_stops_before_a_stop_string(chat_data_dir: Path) -> None
     assert len(tokens) > 1 and "7" not in "".join(str(t.content) for t in tokens)
 
 
+def test_the_local_model_takes_limits_per_call(chat_data_dir: Path) -> None:
+    from app.llm import chat_model
+
+    llm = chat_model(Settings(data_dir=chat_data_dir), adapter="none")  # max_new_tokens 256 in settings
+    answer = str(llm.invoke("Count from 1 to 12, separated by commas.", max_new_tokens=4).content)  # type: ignore[call-arg]
+    assert "1" in answer and "7" not in answer
+    assert len(llm.loaded.tokenizer(answer).input_ids) <= 4  # type: ignore[attr-defined]
+
+
 def test_the_local_model_can_copy_a_name_from_the_prompt(chat_data_dir: Path) -> None:
     """The repetition penalty covers the answer only. Over the whole prompt it penalised every word of
     the passages an answer must copy (seen: "The CFO is the one who approves orders above 10,000 EUR.")."""
