@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from app.check import CheckedAnswer
 
 NO_RAG_SYSTEM = "Answer the question in one or two sentences. If you don't know, reply exactly: {refusal}"
+NO_RAG_REFUSAL = "the model said it does not know"
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def chain_code() -> str:
 
 
 class Answerer:
-    """Question → {"answer", "refused", "cited", "grounded"} for one configuration."""
+    """Question → {"answer", "refused", "reason", "cited", "grounded"} for one configuration."""
 
     def __init__(self, settings: Settings, config: Config):
         from app.chain import chain_from_settings
@@ -149,7 +151,9 @@ class Answerer:
         if not self.config.rag:
             messages = [("system", NO_RAG_SYSTEM.format(refusal=REFUSAL)), ("human", question.question)]
             answer = str(self.run.invoke(messages).content).strip()
-            return {"answer": answer, "refused": is_refusal(answer), "cited": [], "grounded": None}
+            refused = is_refusal(answer)
+            reason = NO_RAG_REFUSAL if refused else ""
+            return {"answer": answer, "refused": refused, "reason": reason, "cited": [], "grounded": None}
         return record(self.run.invoke({"question": question.question, "history": []}))
 
 
@@ -179,6 +183,7 @@ def record(result: CheckedAnswer) -> dict[str, Any]:
     return {
         "answer": result.answer,
         "refused": result.refused,
+        "reason": result.reason,  # why the check refused: the model, retrieval or the check itself
         "cited": [] if result.refused else sorted({s["source"] for s in result.sources}),
         "grounded": None if result.refused else all(s.supported for s in result.sentences),
     }
@@ -210,6 +215,9 @@ def summarize(settings: Settings, questions: list[Question], records: list[dict]
         "grounded": mean(float(r["grounded"]) for r in answered) if answered else None,
         "refusal_unanswerable": mean(float(r["refused"]) for _, r in unanswerable) if unanswerable else None,
         "false_refusal": mean(float(r["refused"]) for _, r in answerable) if answerable else None,
+        "false_refusal_reasons": dict(
+            Counter(r.get("reason") or "?" for _, r in answerable if r["refused"]).most_common()
+        ),
         "questions": len(pairs),
         "answers": [{"question": q.question, **r} for q, r in pairs],
     }

@@ -113,6 +113,10 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("answers"):
         lines += ["", "Answers:", ""]
         lines += table("configuration", ANSWER_COLUMNS, results["answers"])
+        lines += ["", "Why answerable questions were refused:", ""]
+        for name, row in results["answers"].items():
+            reasons = "; ".join(f"{reason} ({n})" for reason, n in row["false_refusal_reasons"].items())
+            lines.append(f"- {name}: {reasons or 'none refused'}")
     return "\n".join(lines) + "\n"
 
 

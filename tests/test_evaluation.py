@@ -91,15 +91,21 @@ def test_retrieval_evaluation_on_sample_docs_reports_every_mode_and_gates(
 
 
 def test_reference_answers_through_retrieval_and_the_check_are_rarely_refused(
-    chat_data_dir: Path, capsys: pytest.CaptureFixture[str]
+    chat_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The ceiling, no model needed: the question file's own answers, cited and checked like a
     model's. Retrieval or check changes that refuse correct answers fail here (measured: 6 of 61)."""
     args = [str(SAMPLE_QA), "--data-dir", str(chat_data_dir), "--modes", "hybrid", "--answers", "reference"]
-    assert main([*args, "--json", "--max-false-refusal-rate", "0.1"]) == 0
+    report = tmp_path / "report.md"
+    assert main([*args, "--json", "--report", str(report), "--max-false-refusal-rate", "0.1"]) == 0
     row = json.loads(capsys.readouterr().out)["answers"]["reference"]
     assert row["citation_precision"] == 1.0
     assert row["refusal_unanswerable"] == 1.0  # by construction: their reference answer is a refusal
+    answerable = sum(json.loads(line)["answerable"] for line in SAMPLE_QA.read_text().splitlines())
+    reasons = row["false_refusal_reasons"]  # the check's own words for each refused answerable question
+    assert sum(reasons.values()) == round(row["false_refusal"] * answerable) > 0
+    assert set(reasons) <= {a["reason"] for a in row["answers"] if a["refused"]}
+    assert f"- reference: {next(iter(reasons))} ({next(iter(reasons.values()))})" in report.read_text()
 
 
 @pytest.mark.slow
@@ -119,7 +125,7 @@ def test_answer_evaluation_runs_the_chain_and_caches_each_answer(
     first = json.loads(capsys.readouterr().out)["answers"]
     assert set(first) == {"no-rag", "rag"}
     assert first["rag"]["questions"] == 2
-    assert first["rag"]["answers"][1]["refused"]  # the unanswerable one
+    assert first["rag"]["answers"][1]["refused"] and first["rag"]["answers"][1]["reason"]  # the unanswerable one
     assert code == (0 if first["rag"]["refusal_unanswerable"] == 1.0 else 1)
 
     def no_model(self: object, question: str) -> dict:
