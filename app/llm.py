@@ -298,12 +298,13 @@ class LocalChatModel(BaseChatModel):
         )
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled, failure = threading.Event(), list[BaseException]()
-        limits = {
+        temperature = kwargs.get("temperature", self.temperature)
+        options = {
             "max_new_tokens": kwargs.get("max_new_tokens", self.max_new_tokens),
-            "temperature": kwargs.get("temperature", self.temperature),
+            **({"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}),
         }
         with self.loaded.lock, self.loaded.using(self.adapter) as model:
-            args = (model, inputs.to(model.device), limits, streamer, cancelled, failure)
+            args = (model, inputs.to(model.device), options, streamer, cancelled, failure)
             thread = threading.Thread(target=self._run, args=args, daemon=True)
             thread.start()
             try:
@@ -322,7 +323,7 @@ class LocalChatModel(BaseChatModel):
         self,
         model: Any,
         inputs: dict,
-        limits: dict[str, Any],
+        options: dict[str, Any],  # for generate: max_new_tokens, sampling
         streamer: Any,
         cancelled: threading.Event,
         failure: list[BaseException],
@@ -335,18 +336,15 @@ class LocalChatModel(BaseChatModel):
                 return cancelled.is_set()
 
         repeats_in_answer = answer_repetition_penalty(inputs["input_ids"].shape[-1], self.repetition_penalty)
-        temperature = limits["temperature"]
-        sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
         try:
             with torch.no_grad():
                 model.generate(
                     **inputs,
                     streamer=streamer,
-                    max_new_tokens=limits["max_new_tokens"],
                     logits_processor=LogitsProcessorList([repeats_in_answer]),
                     pad_token_id=self.loaded.tokenizer.pad_token_id,
                     stopping_criteria=StoppingCriteriaList([Cancelled()]),
-                    **sampling,
+                    **options,
                 )
         except Exception as exc:  # re-raised in the reader's thread
             failure.append(exc)

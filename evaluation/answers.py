@@ -128,7 +128,7 @@ def chain_code() -> str:
 
 
 class Answerer:
-    """Question → {"answer", "refused", "reason", "cited", "grounded"} for one configuration."""
+    """Question → {"answer", "refused", "reason", "raw_answer", "cited", "grounded"} for one configuration."""
 
     def __init__(self, settings: Settings, config: Config):
         from app.chain import chain_from_settings
@@ -153,7 +153,14 @@ class Answerer:
             answer = str(self.run.invoke(messages).content).strip()
             refused = is_refusal(answer)
             reason = NO_RAG_REFUSAL if refused else ""
-            return {"answer": answer, "refused": refused, "reason": reason, "cited": [], "grounded": None}
+            return {
+                "answer": answer,
+                "refused": refused,
+                "reason": reason,
+                "raw_answer": answer,
+                "cited": [],
+                "grounded": None,
+            }
         return record(self.run.invoke({"question": question.question, "history": []}))
 
 
@@ -184,6 +191,7 @@ def record(result: CheckedAnswer) -> dict[str, Any]:
         "answer": result.answer,
         "refused": result.refused,
         "reason": result.reason,  # why the check refused: the model, retrieval or the check itself
+        "raw_answer": result.raw_answer,  # the model's words before the check
         "cited": [] if result.refused else sorted({s["source"] for s in result.sources}),
         "grounded": None if result.refused else all(s.supported for s in result.sentences),
     }
