@@ -11,6 +11,7 @@ import functools
 import re
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from app.settings import ChatSettings, Settings
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 NO_ADAPTER = "none"  # the settings value that means "the base model alone"
 LOADING = threading.Lock()
+# Adapters that change the base (prefix, IA3, PEQA, ...) each get a whole copy of it: keep the most recent few.
+MAX_OWN_COPIES = 2
 # Small models fall into loops easily; a mild penalty keeps answers from repeating themselves.
 REPETITION_PENALTY = 1.1
 
@@ -52,7 +55,8 @@ class LoadedModel:
     """One base model in memory (4-bit or fp32) with every adapter asked for so far; one generation at a time.
 
     LoRA/QLoRA adapters share the base (peft switches between them). Other methods change the base
-    itself (virtual tokens, bottleneck modules, PEQA's integer weights): each gets its own copy.
+    itself (virtual tokens, bottleneck modules, PEQA's integer weights): each gets its own copy, and
+    only the MAX_OWN_COPIES used last stay in memory.
     """
 
     base: str
@@ -63,7 +67,7 @@ class LoadedModel:
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
     adapters: dict[str, str] = field(default_factory=dict)  # LoRA adapter folder -> peft adapter name
-    own_copies: dict[str, Any] = field(default_factory=dict)  # other adapter folder -> its model
+    own_copies: OrderedDict[str, Any] = field(default_factory=OrderedDict)  # other adapter folder -> its model
 
     @contextmanager
     def using(self, adapter: Path | None) -> Iterator[Any]:
@@ -79,8 +83,11 @@ class LoadedModel:
             if method_of(adapter) in ("lora", "qlora"):
                 self.adapters[key] = self.load_adapter(adapter)
             else:
+                while len(self.own_copies) >= MAX_OWN_COPIES:
+                    self.own_copies.popitem(last=False)  # the least recently used, before loading another
                 self.own_copies[key] = self.load_copy(adapter)
         if key in self.own_copies:
+            self.own_copies.move_to_end(key)
             yield self.own_copies[key]
             return
         self.model.set_adapter(self.adapters[key])

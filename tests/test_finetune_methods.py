@@ -234,6 +234,25 @@ def test_chat_model_answers_with_any_methods_adapter(method: str, trained: dict[
     assert len(chunks) > 1 and "".join(c.text for c in chunks).strip()
 
 
+def test_only_the_last_used_base_copies_stay_in_memory(
+    trained: dict[str, Path], llm_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import llm
+    from app.settings import ChatSettings
+
+    def answer(method: str) -> str:
+        model = llm.chat_model(Settings(data_dir=llm_data_dir), trained[method].name, ChatSettings(max_new_tokens=8))
+        return str(model.invoke("What is the code of office 3?").content)
+
+    copies = llm.shared_model(Settings(data_dir=llm_data_dir)).own_copies
+    copies.clear()  # whatever earlier tests loaded
+    monkeypatch.setattr(llm, "MAX_OWN_COPIES", 1)
+    first = answer("prefix")
+    answer("peqa")  # evicts prefix's copy
+    assert list(copies) == [str(trained["peqa"].resolve())]
+    assert answer("prefix") == first  # reloaded, the same answer
+
+
 def test_compare_trains_each_method_and_writes_the_table_and_plot(
     llm_data_dir: Path,
     qa_files: tuple[Path, Path],
