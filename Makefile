@@ -51,7 +51,8 @@ eval: ingest
 django-eval: models
 	$(PY) scripts/build_django_eval.py
 	$(OFFLINE) $(PY) -m ingestion data/django_docs --collection django
-	$(OFFLINE) $(PY) -m evaluation data/qa/django_faq.jsonl --collection django --report benchmarks/eval_django.md
+	$(OFFLINE) ASKDOCS_RETRIEVAL__PER_SOURCE=1 $(PY) -m evaluation data/qa/django_faq.jsonl --collection django \
+		--report benchmarks/eval_django.md
 
 # The Streamlit chat on http://127.0.0.1:8501 (loopback only, no usage statistics).
 chat: models

@@ -7,6 +7,7 @@ chain refuses when the best one is too low), whichever search found it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -27,6 +28,7 @@ class Searchable:
     def __init__(self, collection: Any, index: Bm25Index):
         self.collection = collection
         self.index = index
+        self.source = dict(zip(index.ids, index.fields["source"], strict=True))  # chunk id -> file
 
     def allowed(self, source_glob: str | None, file_types: tuple[str, ...]) -> np.ndarray | None:
         """Which chunks pass the filters (None: all)."""
@@ -62,6 +64,20 @@ def rrf(rankings: list[tuple[float, list[Any]]], k: int) -> list[Any]:
     return sorted(scores, key=lambda key: -scores[key])
 
 
+def spread(ranked: list[Any], source: Callable[[Any], Any], per_source: int) -> list[Any]:
+    """`ranked` with at most `per_source` keys of one source ahead of any other source's keys:
+    the rest follow, in order, after all the sources' first ones (0: `ranked` as it is)."""
+    if not per_source:
+        return ranked
+    taken: dict[Any, int] = defaultdict(int)
+    ahead: list[Any] = []
+    behind: list[Any] = []
+    for key in ranked:
+        taken[source(key)] += 1
+        (ahead if taken[source(key)] <= per_source else behind).append(key)
+    return ahead + behind
+
+
 class HybridRetriever(BaseRetriever):
     """Top-k chunks over one or more collections by `mode`: dense, bm25 or hybrid (RRF of both)."""
 
@@ -75,7 +91,8 @@ class HybridRetriever(BaseRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         vector = self.embeddings.embed_query(query)
-        depth = max(self.options.candidates, self.k) if self.options.mode == "hybrid" else self.k  # fusion's pool
+        pooled = self.options.mode == "hybrid" or self.options.per_source  # fusion's or spreading's pool
+        depth = max(self.options.candidates, self.k) if pooled else self.k
         rankings: list[tuple[float, list[Any]]] = []
         for n, searchable in enumerate(self.searchables):
             allowed = searchable.allowed(self.source_glob, self.file_types)
@@ -85,7 +102,9 @@ class HybridRetriever(BaseRetriever):
             if self.options.mode != "dense":
                 hits = searchable.keyword(query, depth, allowed)
                 rankings.append((self.options.bm25_weight, [(n, i) for i in hits]))
-        return self.documents(rrf(rankings, self.options.rrf_k)[: self.k], vector)
+        ranked = rrf(rankings, self.options.rrf_k)
+        ranked = spread(ranked, lambda key: (key[0], self.searchables[key[0]].source[key[1]]), self.options.per_source)
+        return self.documents(ranked[: self.k], vector)
 
     def documents(self, keys: list[tuple[int, str]], vector: list[float]) -> list[Document]:
         """The chunks for (collection number, id) keys, in order, scored by cosine similarity."""

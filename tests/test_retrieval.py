@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import bm25, store
-from app.retrieval import retriever, rrf
+from app.retrieval import retriever, rrf, spread
 from app.settings import Settings
 from ingestion.pipeline import ingest
 
@@ -98,6 +98,22 @@ def test_small_to_big_continues_each_chunk_with_the_ones_after_it(settings: Sett
     assert found.metadata["score"] == alone.metadata["score"]
 
 
+def test_per_source_lets_other_files_in_ahead_of_one_long_page(settings: Settings, tmp_path: Path) -> None:
+    """A long manual whose every section is about the spindle, and a short note that is too."""
+    root = tmp_path / "spindle"
+    root.mkdir()
+    steps = " ".join(f"Step {n}: check the spindle temperature and write it down." for n in range(30))
+    sections = "\n\n".join(f"## Spindle check {n}\n\n{steps}" for n in range(4))  # a chunk or more each
+    (root / "manual.md").write_text(f"# Spindle manual\n\n{sections}\n")
+    (root / "note.md").write_text("# Night shift\n\nThe spindle ran warm tonight; log its temperature.\n")
+    ingest(root, settings)
+    question = "spindle temperature check"
+    assert search(settings, "hybrid", question, k=3) == ["manual.md"] * 3
+    spread_out = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"per_source": 1})})
+    found = [d.metadata["source"] for d in retriever(spread_out, k=3).invoke(question)]
+    assert found[:2] == ["manual.md", "note.md"] and found[2] == "manual.md"
+
+
 def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted: Path) -> None:
     question = "How do I get my money back after a work journey?"
     assert "travel.md" not in search(settings, "bm25", question)  # no shared word
@@ -177,6 +193,13 @@ def test_reciprocal_rank_fusion_adds_weighted_reciprocal_ranks() -> None:
     assert rrf([(1.0, ["a", "b", "c"]), (1.0, ["b", "a"])], k=60)[:2] in (["a", "b"], ["b", "a"])
     assert rrf([(1.0, ["a", "b"]), (3.0, ["b"])], k=60) == ["b", "a"]
     assert rrf([(0.0, ["a"]), (1.0, ["b"])], k=60) == ["b", "a"]
+
+
+def test_spread_moves_a_sources_extra_keys_behind_every_other_sources_first() -> None:
+    ranked = ["a1", "a2", "b1", "a3", "c1", "b2"]
+    assert spread(ranked, lambda key: key[0], 1) == ["a1", "b1", "c1", "a2", "a3", "b2"]
+    assert spread(ranked, lambda key: key[0], 2) == ["a1", "a2", "b1", "c1", "b2", "a3"]
+    assert spread(ranked, lambda key: key[0], 0) == ranked
 
 
 def test_bm25_indexes_the_title_and_section_a_chunk_sits_under() -> None:
