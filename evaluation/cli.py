@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation import answers, retrieval
 
     results: dict[str, Any] = {"questions": str(args.questions), "collection": settings.collection}
+    results["search"] = settings.retrieval.model_dump(exclude={"mode"})  # what the modes were run with
     results["retrieval"] = retrieval.evaluate(settings, questions, modes)
     if configs:
         results["answers"] = answers.evaluate(settings, questions, configs)
@@ -108,7 +109,8 @@ def gates(args: argparse.Namespace, results: dict[str, Any], mode: str) -> list[
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"Retrieval on {results['questions']} (collection {results['collection']}):", ""]
+    search = ", ".join(f"{name} {value}" for name, value in results["search"].items())
+    lines = [f"Retrieval on {results['questions']} (collection {results['collection']}; {search}):", ""]
     lines += table("mode", RETRIEVAL_COLUMNS, results["retrieval"])
     if results.get("answers"):
         lines += ["", "Answers:", ""]
