@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     results["retrieval"] = retrieval.evaluate(settings, questions, modes)
     if configs:
         results["answers"] = answers.evaluate(settings, questions, configs)
-    report = markdown(results)
+    report = markdown(results, settings.retrieval.mode)
     if args.report:
         args.report.write_text(report, encoding="utf-8")
     print(json.dumps(results, indent=2, ensure_ascii=False) if args.json else report)
@@ -108,10 +108,12 @@ def gates(args: argparse.Namespace, results: dict[str, Any], mode: str) -> list[
     return failures
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], mode: str) -> str:
     search = ", ".join(f"{name} {value}" for name, value in results["search"].items())
     lines = [f"Retrieval on {results['questions']} (collection {results['collection']}; {search}):", ""]
     lines += table("mode", RETRIEVAL_COLUMNS, results["retrieval"])
+    if missed := results["retrieval"].get(mode, {}).get("missed@5"):
+        lines += ["", f"No gold source in the top 5 ({mode}):", "", *(f"- {question}" for question in missed)]
     if results.get("answers"):
         lines += ["", "Answers:", ""]
         lines += table("configuration", ANSWER_COLUMNS, results["answers"])

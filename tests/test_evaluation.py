@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evaluation import metrics
-from evaluation.cli import main
+from evaluation.cli import RETRIEVAL_COLUMNS, main, markdown
 from evaluation.data import QuestionError, read_questions
 from tests.conftest import ROOT
 
@@ -89,6 +89,16 @@ def test_retrieval_evaluation_on_sample_docs_reports_every_mode_and_gates(
 
     assert main([*args, "--min-recall-at-5", "1.01", "--modes", "hybrid"]) == 1
     assert "gate failed: recall@5" in capsys.readouterr().err
+
+
+def test_the_report_lists_the_questions_retrieval_missed() -> None:
+    row = dict.fromkeys(RETRIEVAL_COLUMNS, 0.5)
+    results = {"questions": "q.jsonl", "collection": "docs", "search": {"rrf_k": 60}}
+    results["retrieval"] = {"dense": {**row, "missed@5": ["Does it scale?"]}, "hybrid": {**row, "missed@5": []}}
+    assert "Does it scale?" not in markdown(results, "hybrid")
+    report = markdown(results, "dense")
+    assert "(collection docs; rrf_k 60)" in report
+    assert "No gold source in the top 5 (dense):\n\n- Does it scale?" in report
 
 
 def test_reference_answers_through_retrieval_and_the_check_are_rarely_refused(
