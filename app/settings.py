@@ -113,7 +113,7 @@ class RetrievalSettings(BaseModel):
     # 0.452 -> 0.461; sample recall@5 stays 1.000. (2.0: sample recall@5 0.984.)
     dense_weight: float = Field(1.5, ge=0)
     bm25_weight: float = Field(1.0, ge=0)
-    # 1: Django hybrid recall@5 0.440 -> 0.530, but sample reference answers refused 6 -> 13 of 61
+    # 1: Django hybrid recall@5 0.458 -> 0.512, but sample reference answers refused 6 -> 13 of 61
     # (their facts sit in a file's next chunks), so 0 is the default.
     per_source: int = Field(
         0, ge=0, description="At most this many chunks of one file before every other file found (0: no limit)."

@@ -20,6 +20,9 @@ HEADING_STYLE = re.compile(r"^Heading (\d)$")
 BOM_ENCODINGS = {b"\xef\xbb\xbf": "utf-8-sig", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 LINK_LIST_MIN = 5  # links in a list or table before it can count as navigation
 BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg"]
+BOILERPLATE_ROLES = ["navigation", "banner", "contentinfo", "search", "complementary"]  # the same, as ARIA roles
+HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+PERMALINK_MARKS = {"¶", "#", "§", "🔗"}  # a heading's link to itself (Sphinx, MkDocs, ...): not its text
 
 
 class LoadError(Exception):
@@ -56,8 +59,11 @@ def load_html(path: Path) -> list[Document]:
 
     soup = BeautifulSoup(decode_text(path.read_bytes()), "lxml")
     title = soup.title.get_text(strip=True) if soup.title else ""
-    for tag in soup(BOILERPLATE_TAGS):
+    for tag in [*soup(BOILERPLATE_TAGS), *soup(role=BOILERPLATE_ROLES)]:
         tag.decompose()
+    for link in soup("a", href=re.compile("^#")):
+        if link.get_text(strip=True) in PERMALINK_MARKS:
+            link.decompose()
     drop_link_lists(soup)
     main = soup.find("main") or soup.find("article") or soup.body or soup
     text = markdownify(str(main), heading_style="ATX", strip=["a", "img"])
@@ -65,15 +71,26 @@ def load_html(path: Path) -> list[Document]:
 
 
 def drop_link_lists(soup: Any) -> None:
-    """Navigation that is not in a <nav>: lists and tables that are mostly links (a table of
-    contents, an index, a sidebar). They match every question by title and answer none."""
-    for tag in soup(["ul", "ol", "dl", "table"]):
-        if tag.decomposed:
+    """Navigation that is not in a <nav>: lists, tables and blocks that are mostly links (a table
+    of contents, an index, a sidebar, a "Home | Index | next" bar). They match every question by
+    title and answer none. A block that holds a heading of its own (not a link) is the page's
+    content, whose link lists go one by one."""
+    for tag in soup(["ul", "ol", "dl", "table", "div"]):
+        if tag.decomposed or (tag.name == "div" and any(mostly_text(h) for h in tag(HEADINGS))):
             continue
         links = tag("a")
-        text = len(tag.get_text(" ", strip=True))
-        if len(links) >= LINK_LIST_MIN and text and sum(len(a.get_text(" ", strip=True)) for a in links) > 0.8 * text:
+        text = letters(tag)
+        if len(links) >= LINK_LIST_MIN and text and sum(letters(a) for a in links) > 0.8 * text:
             tag.decompose()
+
+
+def mostly_text(tag: Any) -> bool:
+    return letters(tag) > sum(letters(a) for a in tag("a"))
+
+
+def letters(tag: Any) -> int:
+    """How much a tag says: its word characters, not the spaces and | » between its links."""
+    return len(re.sub(r"\W", "", tag.get_text()))
 
 
 def load_pdf(path: Path) -> list[Document]:

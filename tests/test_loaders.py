@@ -40,6 +40,24 @@ def test_html_link_lists_outside_nav_are_dropped_as_navigation(tmp_path: Path) -
     assert "Pump manual." in doc.page_content and "the guide" in doc.page_content
 
 
+def test_html_from_a_docs_generator_loses_its_link_bar_and_permalink_marks(tmp_path: Path) -> None:
+    """Sphinx's pages (Django's documentation): a header bar of links in plain <div>s, and a ¶
+    link after every heading."""
+    bar = " | ".join(f'<a href="{page}.html">{page}</a>' for page in ("Home", "Contents", "Index", "Modules"))
+    path = tmp_path / "migrations.html"
+    path.write_text(
+        f'<html><body><div id="hd"><h1><a href="index.html">Docs 3.2</a></h1><div>{bar}</div>'
+        '<div class="nav">&laquo; <a href="a.html">previous</a> | <a href="b.html">next</a> &raquo;</div></div>'
+        '<div class="section"><h1>Migrations<a class="headerlink" href="#migrations">¶</a></h1>'
+        '<p>Run <a href="#migrate">migrate</a> to apply them; see the <a href="#">#</a> notes.</p></div></body></html>'
+    )
+    [doc] = loaders.load(path)
+    assert doc.page_content.startswith("# Migrations\n")
+    assert "Run migrate to apply them" in doc.page_content  # an in-page link that is words stays
+    for boilerplate in ("Docs 3.2", "Modules", "previous", "¶"):
+        assert boilerplate not in doc.page_content
+
+
 def test_pdf_has_one_document_per_page_numbered_from_one(tmp_path: Path) -> None:
     from reportlab.pdfgen import canvas
 
