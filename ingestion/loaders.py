@@ -76,20 +76,19 @@ def drop_link_lists(soup: Any) -> None:
     title and answer none. A block that holds a heading of its own (not a link) is the page's
     content, whose link lists go one by one."""
     for tag in soup(["ul", "ol", "dl", "table", "div"]):
-        if tag.decomposed or (tag.name == "div" and any(mostly_text(h) for h in tag(HEADINGS))):
+        if tag.decomposed or (tag.name == "div" and any(link_share(h) < 1 for h in tag(HEADINGS))):
             continue
-        links = tag("a")
-        text = letters(tag)
-        if len(links) >= LINK_LIST_MIN and text and sum(letters(a) for a in links) > 0.8 * text:
+        if len(tag("a")) >= LINK_LIST_MIN and link_share(tag) > 0.8:
             tag.decompose()
 
 
-def mostly_text(tag: Any) -> bool:
-    return letters(tag) > sum(letters(a) for a in tag("a"))
+def link_share(tag: Any) -> float:
+    """How much of what a tag says is link text: word characters, not the | » between links."""
+    text = letters(tag)
+    return sum(letters(a) for a in tag("a")) / text if text else 1.0
 
 
 def letters(tag: Any) -> int:
-    """How much a tag says: its word characters, not the spaces and | » between its links."""
     return len(re.sub(r"\W", "", tag.get_text()))
 
 
