@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from fnmatch import fnmatchcase
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,11 @@ class Searchable:
     def __init__(self, collection: Any, index: Bm25Index):
         self.collection = collection
         self.index = index
-        self.source = dict(zip(index.ids, index.fields["source"], strict=True))  # chunk id -> file
+
+    @cached_property
+    def source(self) -> dict[str, str]:
+        """Chunk id -> file, built the first time per_source asks."""
+        return dict(zip(self.index.ids, self.index.fields["source"], strict=True))
 
     def allowed(self, source_glob: str | None, file_types: tuple[str, ...]) -> np.ndarray | None:
         """Which chunks pass the filters (None: all)."""
@@ -73,8 +78,9 @@ def spread(ranked: list[Any], source: Callable[[Any], Any], per_source: int) -> 
     ahead: list[Any] = []
     behind: list[Any] = []
     for key in ranked:
-        taken[source(key)] += 1
-        (ahead if taken[source(key)] <= per_source else behind).append(key)
+        origin = source(key)
+        taken[origin] += 1
+        (ahead if taken[origin] <= per_source else behind).append(key)
     return ahead + behind
 
 
