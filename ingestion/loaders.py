@@ -76,10 +76,11 @@ def drop_link_lists(soup: Any) -> None:
     title and answer none. A block that holds a heading of its own (not a link) is the page's
     content, whose link lists go one by one."""
     for tag in soup(["ul", "ol", "dl", "table", "div"]):
-        if tag.decomposed or (tag.name == "div" and any(link_share(h) < 1 for h in tag(HEADINGS))):
+        if tag.decomposed or len(tag("a")) < LINK_LIST_MIN or link_share(tag) <= 0.8:
             continue
-        if len(tag("a")) >= LINK_LIST_MIN and link_share(tag) > 0.8:
-            tag.decompose()
+        if tag.name == "div" and any(link_share(h) < 1 for h in tag(HEADINGS)):
+            continue
+        tag.decompose()
 
 
 def link_share(tag: Any) -> float:
