@@ -17,11 +17,14 @@ from langchain_core.documents import Document
 from app.cli import one_line
 
 HEADING_STYLE = re.compile(r"^Heading (\d)$")
+HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
 BOM_ENCODINGS = {b"\xef\xbb\xbf": "utf-8-sig", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 LINK_LIST_MIN = 5  # links in a list or table before it can count as navigation
 BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg"]
 BOILERPLATE_ROLES = ["navigation", "banner", "contentinfo", "search", "complementary"]  # the same, as ARIA roles
-HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+BOILERPLATE_IDS = ["sidebar", "footer"]  # the same, as a theme's layout <div id=...>
+BLOCKS = ["p", "ul", "ol", "dl", "table", "pre", "blockquote", *HEADINGS]
+CONTACT_LINKS = ("mailto:", "tel:")
 PERMALINK_MARKS = {"¶", "#", "§", "🔗"}  # a heading's link to itself (Sphinx, MkDocs, ...): not its text
 
 
@@ -59,7 +62,7 @@ def load_html(path: Path) -> list[Document]:
 
     soup = BeautifulSoup(decode_text(path.read_bytes()), "lxml")
     title = soup.title.get_text(strip=True) if soup.title else ""
-    for tag in [*soup(BOILERPLATE_TAGS), *soup(role=BOILERPLATE_ROLES)]:
+    for tag in [*soup(BOILERPLATE_TAGS), *soup(role=BOILERPLATE_ROLES), *soup(id=BOILERPLATE_IDS)]:
         tag.decompose()
     for link in soup("a", href=re.compile("^#")):
         if link.get_text(strip=True) in PERMALINK_MARKS:
@@ -73,14 +76,31 @@ def load_html(path: Path) -> list[Document]:
 def drop_link_lists(soup: Any) -> None:
     """Navigation that is not in a <nav>: lists, tables and blocks that are mostly links (a table
     of contents, an index, a sidebar, a "Home | Index | next" bar). They match every question by
-    title and answer none. A block that holds a heading of its own (not a link) is the page's
-    content, whose link lists go one by one."""
+    title and answer none."""
     for tag in soup(["ul", "ol", "dl", "table", "div"]):
-        if tag.decomposed or len(tag("a")) < LINK_LIST_MIN or link_share(tag) <= 0.8:
-            continue
-        if tag.name == "div" and any(link_share(h) < 1 for h in tag(HEADINGS)):
-            continue
-        tag.decompose()
+        if not tag.decomposed and (link_bar(tag) or link_list(tag)):
+            tag.decompose()
+
+
+def link_bar(tag: Any) -> bool:
+    """A <div> of two or more links to pages and nothing else: "« previous | up | next »",
+    "Home > HR" (not a line of e-mail addresses or phone numbers)."""
+    links = tag("a")
+    return (
+        tag.name == "div"
+        and len(links) >= 2
+        and not any(str(a.get("href", "")).startswith(CONTACT_LINKS) for a in links)
+        and link_share(tag) == 1
+        and not tag.find(BLOCKS)
+    )
+
+
+def link_list(tag: Any) -> bool:
+    """At least LINK_LIST_MIN links, most of the text. A <div> that holds a heading of its own (not a
+    link) is the page's content, whose link lists go one by one."""
+    if len(tag("a")) < LINK_LIST_MIN or link_share(tag) <= 0.8:
+        return False
+    return tag.name != "div" or all(link_share(h) == 1 for h in tag(HEADINGS))
 
 
 def link_share(tag: Any) -> float:

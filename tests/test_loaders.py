@@ -58,6 +58,25 @@ def test_html_from_a_docs_generator_loses_its_link_bar_and_permalink_marks(tmp_p
         assert boilerplate not in doc.page_content
 
 
+def test_html_loses_a_bar_of_a_few_links_and_a_layout_sidebar_but_not_contacts(tmp_path: Path) -> None:
+    """Django's theme: a "« previous | up | next »" footer (under LINK_LIST_MIN links) and a
+    <div id="sidebar"> whose "Last update" was its own chunk on every page."""
+    path = tmp_path / "page.html"
+    path.write_text(
+        '<html><body><div class="section"><h1>Caching</h1><p>Use memcached.</p>'
+        '<div><a href="mailto:ops@kestrel.example">ops@kestrel.example</a> | <a href="tel:+4930">+49 30</a></div>'
+        '<div>See <a href="db.html">databases</a> and <a href="c.html">cache</a>.</div></div>'
+        '<div id="sidebar"><h3>Last update:</h3><p>May 26, 2026</p></div>'
+        '<div id="ft"><div class="nav">&laquo; <a href="a.html">previous</a> | <a href="b.html">up</a></div></div>'
+        "</body></html>"
+    )
+    [doc] = loaders.load(path)
+    assert "ops@kestrel.example | +49 30" in doc.page_content
+    assert "See databases and cache." in doc.page_content  # links inside a sentence
+    assert "Last update" not in doc.page_content and "May 26" not in doc.page_content
+    assert not {"previous", "up"} & set(doc.page_content.split())
+
+
 def test_pdf_has_one_document_per_page_numbered_from_one(tmp_path: Path) -> None:
     from reportlab.pdfgen import canvas
 
