@@ -58,7 +58,7 @@ def load_text(path: Path) -> list[Document]:
 def load_html(path: Path) -> list[Document]:
     """The page's main content as markdown: navigation, scripts and styles dropped."""
     from bs4 import BeautifulSoup
-    from markdownify import markdownify
+    from markdownify import MarkdownConverter
 
     soup = BeautifulSoup(decode_text(path.read_bytes()), "lxml")
     title = soup.title.get_text(strip=True) if soup.title else ""
@@ -69,7 +69,7 @@ def load_html(path: Path) -> list[Document]:
             link.decompose()
     drop_link_lists(soup)
     main = soup.find("main") or soup.find("article") or soup.body or soup
-    text = markdownify(str(main), heading_style="ATX", strip=["a", "img"])
+    text = MarkdownConverter(heading_style="ATX", strip=["a", "img"]).convert_soup(main)
     return [Document(re.sub(r"\n{3,}", "\n\n", text).strip(), metadata={"title": title} if title else {})]
 
 
@@ -78,35 +78,37 @@ def drop_link_lists(soup: Any) -> None:
     of contents, an index, a sidebar, a "Home | Index | next" bar). They match every question by
     title and answer none."""
     for tag in soup(["ul", "ol", "dl", "table", "div"]):
-        if not tag.decomposed and (link_bar(tag) or link_list(tag)):
+        if tag.decomposed:
+            continue
+        links = tag("a")
+        if link_bar(tag, links) or link_list(tag, links):
             tag.decompose()
 
 
-def link_bar(tag: Any) -> bool:
+def link_bar(tag: Any, links: list[Any]) -> bool:
     """A <div> of two or more links to pages and nothing else: "« previous | up | next »",
     "Home > HR" (not a line of e-mail addresses or phone numbers)."""
-    links = tag("a")
     return (
         tag.name == "div"
         and len(links) >= 2
         and not any(str(a.get("href", "")).startswith(CONTACT_LINKS) for a in links)
-        and link_share(tag) == 1
+        and link_share(tag, links) == 1
         and not tag.find(BLOCKS)
     )
 
 
-def link_list(tag: Any) -> bool:
+def link_list(tag: Any, links: list[Any]) -> bool:
     """At least LINK_LIST_MIN links, most of the text. A <div> that holds a heading of its own (not a
     link) is the page's content, whose link lists go one by one."""
-    if len(tag("a")) < LINK_LIST_MIN or link_share(tag) <= 0.8:
+    if len(links) < LINK_LIST_MIN or link_share(tag, links) <= 0.8:
         return False
-    return tag.name != "div" or all(link_share(h) == 1 for h in tag(HEADINGS))
+    return tag.name != "div" or all(link_share(h, h("a")) == 1 for h in tag(HEADINGS))
 
 
-def link_share(tag: Any) -> float:
-    """How much of what a tag says is link text: word characters, not the | » between links."""
+def link_share(tag: Any, links: list[Any]) -> float:
+    """How much of what a tag says is the text of `links`: word characters, not the | » between them."""
     text = letters(tag)
-    return sum(letters(a) for a in tag("a")) / text if text else 1.0
+    return sum(letters(a) for a in links) / text if text else 1.0
 
 
 def letters(tag: Any) -> int:
