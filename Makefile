@@ -47,7 +47,7 @@ eval: ingest
 		$(if $(ANSWERS),--answers $(ANSWERS))
 
 # The Django set: downloads Debian's python-django-doc, ingests its HTML as collection "django"
-# (15,000 chunks, ~15 min on 2 cores) and evaluates retrieval on its FAQ.
+# (13,600 chunks, 25-35 min on 2 cores) and evaluates retrieval on its FAQ.
 django-eval: models
 	$(PY) scripts/build_django_eval.py
 	$(OFFLINE) $(PY) -m ingestion data/django_docs --collection django
