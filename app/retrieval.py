@@ -1,4 +1,4 @@
-"""The retriever: dense (Chroma), keyword (BM25) or both fused by reciprocal rank, with filters.
+"""The retriever: dense (Chroma), keyword (BM25) or both fused (by score or reciprocal rank), with filters.
 
 Each returned chunk carries `score`, the cosine similarity of the question and the chunk (the
 chain refuses when the best one is too low), whichever search found it.
@@ -46,18 +46,42 @@ class Searchable:
             mask &= np.isin(self.index.fields["file_type"], [t.lower().lstrip(".") for t in file_types])
         return mask
 
-    def dense(self, vector: list[float], k: int, allowed: np.ndarray | None) -> list[str]:
+    def dense(self, vector: list[float], k: int, allowed: np.ndarray | None) -> list[tuple[str, float]]:
+        """(id, cosine similarity) of the k nearest chunks."""
         where = None
         if allowed is not None:  # file type follows from the source, so the sources say it all
             if not allowed.any():
                 return []
             where = {"source": {"$in": sorted({self.index.fields["source"][n] for n in np.flatnonzero(allowed)})}}
             k = min(k, int(allowed.sum()))
-        result = self.collection.query(query_embeddings=[vector], n_results=k, where=where, include=[])
-        return result["ids"][0]
+        result = self.collection.query(query_embeddings=[vector], n_results=k, where=where, include=["distances"])
+        ids, distances = result["ids"][0], result["distances"][0]
+        return [(chunk_id, 1 - distance) for chunk_id, distance in zip(ids, distances, strict=True)]
 
-    def keyword(self, query: str, k: int, allowed: np.ndarray | None) -> list[str]:
-        return [chunk_id for chunk_id, _ in self.index.search(query, k, allowed)]
+    def keyword(self, query: str, k: int, allowed: np.ndarray | None) -> list[tuple[str, float]]:
+        """(id, BM25 score) of the k best-matching chunks."""
+        return self.index.search(query, k, allowed)
+
+
+Scored = list[tuple[Any, float]]  # (key, score), best first
+
+
+def fuse(rankings: list[tuple[float, Scored]], options: RetrievalSettings) -> list[Any]:
+    """The keys of several (weight, scored keys) lists in one order, by `options.fusion`."""
+    if options.fusion == "rrf":
+        return rrf([(weight, [key for key, _ in scored]) for weight, scored in rankings], options.rrf_k)
+    return by_score(rankings)
+
+
+def by_score(rankings: list[tuple[float, Scored]]) -> list[Any]:
+    """Each list's scores as a share of its best one, weighted and added up per key: BM25's scale
+    changes from query to query, cosine's hardly (Bruch et al. 2023, convex combination)."""
+    scores: dict[Any, float] = defaultdict(float)
+    for weight, scored in rankings:
+        best = max((score for _, score in scored), default=0.0)
+        for key, score in scored:
+            scores[key] += weight * score / best if best > 0 else 0.0
+    return sorted(scores, key=lambda key: -scores[key])
 
 
 def rrf(rankings: list[tuple[float, list[Any]]], k: int) -> list[Any]:
@@ -99,16 +123,16 @@ class HybridRetriever(BaseRetriever):
         vector = self.embeddings.embed_query(query)
         pooled = self.options.mode == "hybrid" or self.options.per_source  # fusion's or spreading's pool
         depth = max(self.options.candidates, self.k) if pooled else self.k
-        rankings: list[tuple[float, list[Any]]] = []
+        rankings: list[tuple[float, Scored]] = []
         for n, searchable in enumerate(self.searchables):
             allowed = searchable.allowed(self.source_glob, self.file_types)
             if self.options.mode != "bm25":
                 hits = searchable.dense(vector, depth, allowed)
-                rankings.append((self.options.dense_weight, [(n, i) for i in hits]))
+                rankings.append((self.options.dense_weight, [((n, i), score) for i, score in hits]))
             if self.options.mode != "dense":
                 hits = searchable.keyword(query, depth, allowed)
-                rankings.append((self.options.bm25_weight, [(n, i) for i in hits]))
-        ranked = rrf(rankings, self.options.rrf_k)
+                rankings.append((self.options.bm25_weight, [((n, i), score) for i, score in hits]))
+        ranked = fuse(rankings, self.options)
         ranked = spread(ranked, lambda key: (key[0], self.searchables[key[0]].source[key[1]]), self.options.per_source)
         return self.documents(ranked[: self.k], vector)
 

@@ -99,15 +99,23 @@ class ChatSettings(BaseModel):
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+Fusion = Literal["scores", "rrf"]
 
 
 class RetrievalSettings(BaseModel):
-    """How chunks are found: dense (embeddings), bm25 (keywords) or hybrid (both, fused by RRF)."""
+    """How chunks are found: dense (embeddings), bm25 (keywords) or hybrid (both, fused)."""
 
     # Chosen by `python -m evaluation` (benchmarks/RESULTS.md, "Retrieval quality").
     mode: SearchMode = "hybrid"
     # 100: Django recall@5 0.405 -> 0.440, MRR 0.376 -> 0.447 over 20; the sample set loses one question at @10.
     candidates: int = Field(100, gt=0, description="Results taken from each search before fusing.")
+    # scores over rrf at the same weights: sample recall@1 0.836 -> 0.902, MRR 0.908 -> 0.951; Django
+    # recall@1 0.393 -> 0.429, MRR 0.497 -> 0.524, recall@5 and @10 the same.
+    fusion: Fusion = Field(
+        "scores",
+        description="How hybrid merges the searches: 'scores' adds each one's scores as a share of its best, "
+        "weighted; 'rrf' adds weight / (rrf_k + rank).",
+    )
     rrf_k: int = Field(60, gt=0, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank).")
     # 1.5 once vectors carried title > section (chunker 3): Django hybrid recall@5 0.393 -> 0.476, MRR
     # 0.452 -> 0.461; sample recall@5 stays 1.000. (2.0: sample recall@5 0.984.)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import bm25, store
-from app.retrieval import retriever, rrf, spread
+from app.retrieval import by_score, retriever, rrf, spread
 from app.settings import Settings
 from ingestion.pipeline import ingest
 
@@ -47,17 +47,21 @@ def planted(settings: Settings, tmp_path: Path) -> Path:
     return root
 
 
-def search(settings: Settings, mode: str, query: str, k: int = 4, **filters: object) -> list[str]:
-    chosen = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"mode": mode})})
+def search(
+    settings: Settings, mode: str, query: str, k: int = 4, fusion: str = "scores", **filters: object
+) -> list[str]:
+    options = settings.retrieval.model_copy(update={"mode": mode, "fusion": fusion})
+    chosen = settings.model_copy(update={"retrieval": options})
     return [d.metadata["source"] for d in retriever(chosen, k=k, **filters).invoke(query)]
 
 
+@pytest.mark.parametrize("fusion", ["scores", "rrf"])
 def test_hybrid_finds_an_exact_code_that_dense_search_ranks_below_its_look_alikes(
-    settings: Settings, planted: Path
+    settings: Settings, planted: Path, fusion: str
 ) -> None:
     question = "What does fault E-4421 mean?"
     assert search(settings, "dense", question)[0] != "faults/e-4421.md"  # the planted trap works
-    assert search(settings, "hybrid", question)[0] == "faults/e-4421.md"
+    assert search(settings, "hybrid", question, fusion=fusion)[0] == "faults/e-4421.md"
 
 
 def test_dense_search_sees_the_page_and_section_a_chunk_sits_under(settings: Settings, tmp_path: Path) -> None:
@@ -114,10 +118,11 @@ def test_per_source_lets_other_files_in_ahead_of_one_long_page(settings: Setting
     assert found == ["manual.md", "note.md", "manual.md"]
 
 
-def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted: Path) -> None:
+@pytest.mark.parametrize("fusion", ["scores", "rrf"])
+def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted: Path, fusion: str) -> None:
     question = "How do I get my money back after a work journey?"
     assert "travel.md" not in search(settings, "bm25", question)  # no shared word
-    assert "travel.md" in search(settings, "hybrid", question, k=2)
+    assert "travel.md" in search(settings, "hybrid", question, k=2, fusion=fusion)
 
 
 def test_every_chunk_keeps_its_cosine_score_whichever_search_found_it(settings: Settings, planted: Path) -> None:
@@ -193,6 +198,14 @@ def test_reciprocal_rank_fusion_adds_weighted_reciprocal_ranks() -> None:
     assert rrf([(1.0, ["a", "b", "c"]), (1.0, ["b", "a"])], k=60)[:2] in (["a", "b"], ["b", "a"])
     assert rrf([(1.0, ["a", "b"]), (3.0, ["b"])], k=60) == ["b", "a"]
     assert rrf([(0.0, ["a"]), (1.0, ["b"])], k=60) == ["b", "a"]
+
+
+def test_score_fusion_adds_each_lists_scores_as_a_share_of_its_best() -> None:
+    # a: 1.5 * 0.8/0.8 = 1.5; b: 1.5 * 0.4/0.8 + 1.0 * 10/10 = 1.75; c: 1.0 * 5/10 = 0.5
+    assert by_score([(1.5, [("a", 0.8), ("b", 0.4)]), (1.0, [("b", 10.0), ("c", 5.0)])]) == ["b", "a", "c"]
+    # BM25's scale does not matter, only each score's share of the best: x100 changes nothing
+    assert by_score([(1.5, [("a", 0.8), ("b", 0.4)]), (1.0, [("b", 1000.0), ("c", 500.0)])]) == ["b", "a", "c"]
+    assert by_score([(1.0, [("a", 0.0)]), (1.0, [])]) == ["a"]  # no best above 0: kept, last
 
 
 def test_spread_moves_a_sources_extra_keys_behind_every_other_sources_first() -> None:
