@@ -109,7 +109,7 @@ def spread(ranked: list[Any], source: Callable[[Any], Any], per_source: int) -> 
 
 
 class HybridRetriever(BaseRetriever):
-    """Top-k chunks over one or more collections by `mode`: dense, bm25 or hybrid (RRF of both)."""
+    """Top-k chunks over one or more collections by `mode`: dense, bm25 or hybrid (both, fused)."""
 
     searchables: list[Any]  # Searchable, one per collection
     names: list[str]

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: BM25 beside Chroma, fused by reciprocal rank, with filters, over collections."""
+"""Hybrid retrieval: BM25 beside Chroma, fused by score or by reciprocal rank, with filters, over collections."""
 
 from __future__ import annotations
 
