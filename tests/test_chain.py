@@ -95,12 +95,13 @@ def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
 
 
 # The check's known leaks (benchmarks/RESULTS.md, "unanswerable questions that got through"): the model
-# restates the question around words a passage holds ("Jonas Brenner is the CEO of Kestrel Dynamics [4]."
-# for the IPO). llama.cpp's server let the same 3 through; in process they were refused only while the
-# repetition penalty also covered the prompt, which kept the model from copying the passages at all.
+# restates the question around words a passage holds ("The deputy CISO is the Chief Information Security
+# Officer (CISO) of Kestrel Dynamics [2]."). Which 3 of the 12 get through depends on the passages: with
+# fusion by score the deputy CISO took the antivirus question's place (reciprocal-rank fusion: the IPO,
+# the antivirus, the drone; the same 3 as llama.cpp's server).
 CHECK_LEAKS = {
     "When is Kestrel Dynamics planning its IPO?",
-    "Which antivirus product does IT install on laptops?",
+    "Who is the deputy CISO?",
     "What is the maximum payload of the Kestrel inspection drone?",
 }
 UNANSWERABLE = [
