@@ -109,10 +109,12 @@ class RetrievalSettings(BaseModel):
     mode: SearchMode = "hybrid"
     # 100: Django recall@5 0.405 -> 0.440, MRR 0.376 -> 0.447 over 20; the sample set loses one question at @10.
     candidates: int = Field(100, gt=0, description="Results taken from each search before fusing.")
-    # scores over rrf at the same weights: sample recall@1 0.836 -> 0.902, MRR 0.908 -> 0.951; Django
-    # recall@1 0.393 -> 0.429, MRR 0.497 -> 0.524, recall@5 and @10 the same.
+    # rrf: the chain's answers are better with it (5-epoch adapter via llama.cpp's server: unanswerable
+    # refused 0.667 vs 0.417, false refusals 0.410 vs 0.508, F1 0.205 vs 0.185; in process about even),
+    # though scores ranks the gold source first more often (sample recall@1 0.902 vs 0.836, MRR 0.951
+    # vs 0.908; Django MRR 0.524 vs 0.497) with the same recall@5.
     fusion: Fusion = Field(
-        "scores",
+        "rrf",
         description="How hybrid merges the searches: 'scores' adds each one's scores as a share of its best, "
         "weighted; 'rrf' adds weight / (rrf_k + rank).",
     )

@@ -95,13 +95,12 @@ def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
 
 
 # The check's known leaks (benchmarks/RESULTS.md, "unanswerable questions that got through"): the model
-# restates the question around words a passage holds ("The deputy CISO is the Chief Information Security
-# Officer (CISO) of Kestrel Dynamics [2]."). Which 3 of the 12 get through depends on the passages: with
-# fusion by score the deputy CISO took the antivirus question's place (reciprocal-rank fusion: the IPO,
-# the antivirus, the drone; the same 3 as llama.cpp's server).
+# restates the question around words a passage holds ("Jonas Brenner is the CEO of Kestrel Dynamics [4]."
+# for the IPO); llama.cpp's server lets the same 3 through. Which 3 of the 12 get through depends on the
+# passages: with `retrieval.fusion = scores` the deputy CISO takes the antivirus question's place.
 CHECK_LEAKS = {
     "When is Kestrel Dynamics planning its IPO?",
-    "Who is the deputy CISO?",
+    "Which antivirus product does IT install on laptops?",
     "What is the maximum payload of the Kestrel inspection drone?",
 }
 UNANSWERABLE = [

@@ -85,7 +85,7 @@ def test_retrieval_evaluation_on_sample_docs_reports_every_mode_and_gates(
     assert rows["hybrid"]["recall@5"] >= 0.95
     assert rows["hybrid"]["mrr"] >= max(rows["dense"]["mrr"], rows["bm25"]["mrr"])
     assert "| hybrid |" in report.read_text()
-    assert "fusion scores, rrf_k 60, dense_weight 1.5, bm25_weight 1.0, per_source 0" in report.read_text()
+    assert "fusion rrf, rrf_k 60, dense_weight 1.5, bm25_weight 1.0, per_source 0" in report.read_text()
 
     assert main([*args, "--min-recall-at-5", "1.01", "--modes", "hybrid"]) == 1
     assert "gate failed: recall@5" in capsys.readouterr().err
