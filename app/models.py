@@ -6,25 +6,31 @@ Run `python -m app.models` to prepare the bundled models once (the LLM is conver
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
 
 from app.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings, load_settings
 
 if TYPE_CHECKING:
     import numpy as np
-    from langchain_huggingface import HuggingFaceEmbeddings
     from sentence_transformers import SentenceTransformer
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = "askdocs-complete.json"
+ONNX_PROBE = "Which documents say how the ONNX export is checked?"
 
 
 class ModelError(RuntimeError):
@@ -77,15 +83,104 @@ def _sentence_transformer(path: str) -> SentenceTransformer:
     return SentenceTransformer(path, device="cpu")
 
 
-def langchain_embeddings(settings: Settings) -> HuggingFaceEmbeddings:
-    """The same model and normalisation as ingestion uses, as a LangChain `Embeddings`."""
-    from langchain_huggingface import HuggingFaceEmbeddings
+class QuestionEmbeddings(Embeddings):
+    """Ingestion's model as LangChain `Embeddings`: texts batched through sentence-transformers as
+    ingestion does, a question through ONNX Runtime where `embedding_query_runtime` says so."""
 
-    return HuggingFaceEmbeddings(
-        model_name=embedding_model_path(settings.embedding_model),
-        model_kwargs={"device": "cpu"},
-        encode_kwargs={"normalize_embeddings": True, "batch_size": settings.embedding_batch_size},
-    )
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return encode(self.settings, load_embedder(self.settings), texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        if self.settings.embedding_query_runtime == "torch":
+            return self.embed_documents([text])[0]
+        return onnx_encoder(self.settings)([text])[0].tolist()
+
+
+def onnx_encoder(settings: Settings) -> Callable[[list[str]], np.ndarray]:
+    """Normalised embeddings from the model exported to ONNX (once, under models_dir/onnx). Opened
+    once per process and model: another data dir in the same process reuses it."""
+    path = embedding_model_path(settings.embedding_model)
+    with _ONNX_LOCK:
+        if path not in _ONNX_ENCODERS:
+            _ONNX_ENCODERS[path] = open_onnx(path, settings.models_dir / "onnx")
+        return _ONNX_ENCODERS[path]
+
+
+_ONNX_ENCODERS: dict[str, Callable[[list[str]], np.ndarray]] = {}
+_ONNX_LOCK = threading.Lock()
+
+
+def open_onnx(path: str, folder: Path) -> Callable[[list[str]], np.ndarray]:
+    """Exported once, then checked against sentence-transformers on a probe sentence every time it
+    is opened: a stale or broken export is made again, never used."""
+    import numpy as np
+
+    model = _sentence_transformer(path)
+    target = folder / f"{hashlib.sha256(path.encode()).hexdigest()[:16]}.onnx"
+    expected = model.encode([ONNX_PROBE], normalize_embeddings=True)
+    for _ in range(2):
+        if not target.is_file():
+            print(f"Preparing {path} for ONNX Runtime once: {target} (about 10 s)...", file=sys.stderr)
+            _export_onnx(model, target)
+        run = _onnx_runner(model, target)
+        if run is not None and np.allclose(run([ONNX_PROBE]), expected, atol=1e-5):
+            return run
+        target.unlink()
+    raise ModelError(f"{path}: its ONNX export does not match the model; set embedding_query_runtime=torch")
+
+
+def _onnx_runner(model: SentenceTransformer, target: Path) -> Callable[[list[str]], np.ndarray] | None:
+    """Tokenised as sentence-transformers does, run by ONNX Runtime; None if the file is unreadable."""
+    import numpy as np
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime's own errors (InvalidProtobuf, Fail, ...) derive from Exception only
+        return None
+    names = [i.name for i in session.get_inputs()]
+
+    def run(texts: list[str]) -> np.ndarray:
+        batch = model.preprocess(texts)
+        (vectors,) = session.run(None, {n: batch[n].numpy() for n in names})
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    return run
+
+
+def _export_onnx(model: SentenceTransformer, target: Path) -> None:
+    """Token ids in, the pooled sentence embedding out: the whole sentence-transformers pipeline."""
+    import torch
+
+    sample = model.preprocess([ONNX_PROBE])
+    names = [n for n in model.tokenizer.model_input_names if n in sample]
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python control flow it has fixed
+        torch.onnx.export(
+            Pipeline().eval(),
+            tuple(sample[n] for n in names),
+            str(partial),
+            input_names=names,
+            output_names=["embedding"],
+            dynamic_axes=axes,
+            dynamo=False,
+        )
+    partial.rename(target)  # atomic: a half-written file is never opened
 
 
 def llm_device() -> Any:
@@ -186,6 +281,8 @@ def main() -> int:
     settings = load_settings()
     try:
         print(f"embedding model: {embedding_model_path(settings.embedding_model)}")
+        if settings.embedding_query_runtime == "onnx":
+            onnx_encoder(settings)
         print(f"LLM: {llm_model_path(settings)}")
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -190,7 +190,7 @@ def retriever(
     `filters`: source_glob, file_types. Restricted collections raise `AccessError` for anyone else."""
     from app.access import require
     from app.bm25 import open_index
-    from app.models import langchain_embeddings
+    from app.models import QuestionEmbeddings
     from app.store import checked_collection
 
     names = [collection] if isinstance(collection, str) else collection or [settings.collection]
@@ -202,7 +202,7 @@ def retriever(
     return HybridRetriever(
         searchables=searchables,
         names=names,
-        embeddings=langchain_embeddings(settings),
+        embeddings=QuestionEmbeddings(settings),
         k=k or settings.chat.top_k,
         options=settings.retrieval,
         **filters,

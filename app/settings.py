@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     # bf16 autocast roughly halves embedding time on CPUs with native bf16 (AVX512-BF16, AMX) and
     # keeps vectors within cosine 0.9999 of fp32, so queries embedded in fp32 still match.
     embedding_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # A question is embedded alone, where PyTorch's per-call overhead dominates: the same model
+    # exported to ONNX Runtime takes about a quarter of the time, same vectors (benchmarks/RESULTS.md).
+    embedding_query_runtime: Literal["onnx", "torch"] = "onnx"
     # Counted in tokens of the embedding model: all-MiniLM-L6-v2 silently truncates past 256
     # word pieces, so a chunk must stay well inside that window to be embedded whole.
     chunk_size: int = Field(200, gt=8, description="Chunk size in embedding-model tokens.")

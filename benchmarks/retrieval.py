@@ -6,7 +6,8 @@ collection exactly as ingestion makes it (cosine HNSW). Queries: the 239 questio
 - ours:   `app.retrieval.retriever(...).invoke(question)`, what the chain calls: embeds the
           question with MiniLM, searches Chroma's HNSW index and the BM25 index (`candidates` each)
           and fuses them (the default hybrid mode, top 4);
-- embed:  the question embedding alone, the largest part of ours;
+- embed:  the question embedding alone (ONNX Runtime, `embedding_query_runtime` onnx, the default);
+- embed_torch: the same through sentence-transformers on PyTorch (`embedding_query_runtime` torch);
 - search: the Chroma query alone, question vector given;
 - exact:  the peer, brute-force cosine top 4 with numpy over the same 20,000 vectors.
 The HNSW top 4 is also scored against the exact top 4 (recall), so speed is not bought with misses.
@@ -84,7 +85,7 @@ def timed(function, items) -> tuple[list, list[float]]:  # type: ignore[no-untyp
 
 
 def run() -> dict:
-    from app.models import encode, load_embedder
+    from app.models import QuestionEmbeddings, encode, load_embedder
     from app.retrieval import retriever
     from app.settings import load_settings
     from app.store import client
@@ -102,6 +103,9 @@ def run() -> dict:
 
     _, ours_s = timed(ours.invoke, questions)
     _, embed_s = timed(ours.embeddings.embed_query, questions)
+    torch_runtime = QuestionEmbeddings(settings.model_copy(update={"embedding_query_runtime": "torch"}))
+    torch_runtime.embed_query(questions[0])
+    _, embed_torch_s = timed(torch_runtime.embed_query, questions)
     hnsw, search_s = timed(
         lambda v: collection.query(query_embeddings=[v], n_results=K, include=[])["ids"][0], query_vectors
     )
@@ -111,6 +115,7 @@ def run() -> dict:
     return {
         "ours": percentiles(ours_s),
         "embed": percentiles(embed_s),
+        "embed_torch": percentiles(embed_torch_s),
         "search": percentiles(search_s),
         "exact": percentiles(exact_s),
         "recall": recall,
@@ -119,10 +124,12 @@ def run() -> dict:
 
 
 def report(r: dict) -> str:
-    rows = [(f"{name}", r[name]["p50"], r[name]["p95"]) for name in ("ours", "embed", "search", "exact")]
+    names = ("ours", "embed", "embed_torch", "search", "exact")
+    rows = [(name, r[name]["p50"], r[name]["p95"]) for name in names]
     labels = {
         "ours": "ours: retriever.invoke (embed question, HNSW + BM25, fuse; top 4)",
-        "embed": "of which: embedding the question (MiniLM, one at a time)",
+        "embed": "of which: embedding the question (MiniLM on ONNX Runtime, one at a time)",
+        "embed_torch": "the same on PyTorch (sentence-transformers; `embedding_query_runtime=torch`)",
         "search": "Chroma HNSW query alone (vector given)",
         "exact": "exact numpy cosine top 4 (peer)",
     }
@@ -140,6 +147,7 @@ def report(r: dict) -> str:
             "| ratio | value | target |",
             "| --- | ---: | --- |",
             f"| ours p50 (ms) | {r['ours']['p50']:.2f} | < 25 |",
+            f"| embedding p50, ONNX Runtime ÷ PyTorch | {r['embed']['p50'] / r['embed_torch']['p50']:.3f} | (info) |",
             f"| Chroma search p50 ÷ exact search p50 | {r['search']['p50'] / r['exact']['p50']:.3f} | (info) |",
             f"| HNSW top {K} ∩ exact top {K} (recall) | {r['recall']:.3f} | (info) |",
         ]

@@ -101,3 +101,38 @@ def test_llm_precision_auto_takes_4bit_only_where_it_is_fast(monkeypatch: pytest
         assert llm_precision(Settings()) == expected
         assert llm_precision(Settings(llm_precision="nf4")) == "nf4"
         assert llm_precision(Settings(llm_precision="fp32")) == "fp32"
+
+
+@pytest.mark.slow
+def test_questions_embedded_by_onnx_runtime_match_sentence_transformers(settings: Settings) -> None:
+    import numpy as np
+
+    questions = ["Does Django scale?", "Who approves travel expenses above 1,150 EUR for the Kraków office?", "VPN"]
+    fp32 = settings.model_copy(update={"embedding_precision": "fp32"})
+    expected = models.encode(fp32, models.load_embedder(settings), questions)
+    together = models.onnx_encoder(settings)(questions)  # padded to the longest
+    assert np.min(np.sum(together * expected, axis=1)) > 0.99999
+    alone = models.QuestionEmbeddings(settings).embed_query(questions[1])
+    assert np.allclose(alone, expected[1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_broken_or_stale_onnx_export_is_made_again(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+
+    path, question = models.embedding_model_path(BUNDLED_EMBEDDING), ["Who is the office manager in Milan?"]
+    expected = models.load_embedder(Settings()).encode(question, normalize_embeddings=True)
+
+    def token_embeddings(exported: onnx.ModelProto) -> onnx.TensorProto:
+        return max(exported.graph.initializer, key=lambda t: len(t.raw_data))
+
+    models.open_onnx(path, tmp_path)
+    (target,) = tmp_path.glob("*.onnx")
+    stale = onnx.load(target)
+    token_embeddings(stale).raw_data = bytes(len(token_embeddings(stale).raw_data))
+    onnx.save(stale, target)  # a valid file that no longer matches the model
+    assert np.allclose(models.open_onnx(path, tmp_path)(question), expected, atol=1e-5)
+    assert any(token_embeddings(onnx.load(target)).raw_data), "exported again"
+    target.write_bytes(b"not an onnx file")
+    assert np.allclose(models.open_onnx(path, tmp_path)(question), expected, atol=1e-5)
