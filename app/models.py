@@ -1,6 +1,7 @@
 """Model resolution and loading: bundled offline models or any HF id / local path.
 
-Run `python -m app.models` to prepare the bundled models once (the LLM is converted from GGUF).
+Run `python -m app.models` to prepare the bundled models once (the LLM is converted from GGUF, the
+embedder exported to ONNX for questions).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def open_onnx(path: str, folder: Path) -> Callable[[list[str]], np.ndarray]:
         run = _onnx_runner(model, target)
         if run is not None and np.allclose(run([ONNX_PROBE]), expected, atol=1e-5):
             return run
-        target.unlink()
+        target.unlink(missing_ok=True)
     raise ModelError(f"{path}: its ONNX export does not match the model; set embedding_query_runtime=torch")
 
 

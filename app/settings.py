@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     # keeps vectors within cosine 0.9999 of fp32, so queries embedded in fp32 still match.
     embedding_precision: Literal["auto", "fp32", "bf16"] = "auto"
     # A question is embedded alone, where PyTorch's per-call overhead dominates: the same model
-    # exported to ONNX Runtime takes about a quarter of the time, same vectors (benchmarks/RESULTS.md).
+    # exported to ONNX Runtime takes about a third of the time, same vectors (benchmarks/RESULTS.md).
     embedding_query_runtime: Literal["onnx", "torch"] = "onnx"
     # Counted in tokens of the embedding model: all-MiniLM-L6-v2 silently truncates past 256
     # word pieces, so a chunk must stay well inside that window to be embedded whole.
