@@ -1,4 +1,5 @@
-"""Settings layer correctly; bundled models resolve offline; the LLM cache is rebuilt when corrupt."""
+"""Settings layer correctly; bundled models resolve offline; the LLM cache is rebuilt when corrupt;
+the embedder's ONNX export gives sentence-transformers' vectors and is made again when stale."""
 
 from __future__ import annotations
 
@@ -117,12 +118,12 @@ def test_questions_embedded_by_onnx_runtime_match_sentence_transformers(settings
 
 
 @pytest.mark.slow
-def test_a_broken_or_stale_onnx_export_is_made_again(tmp_path: Path) -> None:
+def test_a_broken_or_stale_onnx_export_is_made_again(settings: Settings, tmp_path: Path) -> None:
     import numpy as np
     import onnx
 
     path, question = models.embedding_model_path(BUNDLED_EMBEDDING), ["Who is the office manager in Milan?"]
-    expected = models.load_embedder(Settings()).encode(question, normalize_embeddings=True)
+    expected = models.load_embedder(settings).encode(question, normalize_embeddings=True)
 
     def token_embeddings(exported: onnx.ModelProto) -> onnx.TensorProto:
         return max(exported.graph.initializer, key=lambda t: len(t.raw_data))
