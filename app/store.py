@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 # Bump when chunks or their vectors change for the same files and settings (2: link lists dropped;
 # 3: heading-only chunks dropped, vectors made from title > section + text; 4: underlined headings;
-# 5: HTML without ARIA navigation, link bars and ¶ permalinks; 6: short link bars, <div id="sidebar">).
-CHUNKER_VERSION = 6
+# 5: HTML without ARIA navigation, link bars and ¶ permalinks; 6: short link bars, <div id="sidebar">;
+# 7: a lone navigation link with an accesskey).
+CHUNKER_VERSION = 7
 META_PREFIX = "askdocs_"
 ROOT_KEY = "source_root"  # not IndexSpec: the folder may move without changing the vectors
 PAGE = 5000  # rows per Chroma get/delete call, well under SQLite's variable limit

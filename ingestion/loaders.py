@@ -87,10 +87,11 @@ def drop_link_lists(soup: Any) -> None:
 
 def link_bar(tag: Any, links: list[Any]) -> bool:
     """A <div> of two or more links to pages and nothing else: "« previous | up | next »",
-    "Home > HR" (not a line of e-mail addresses or phone numbers)."""
+    "Home > HR" (not a line of e-mail addresses or phone numbers); or of one link with a keyboard
+    shortcut (`accesskey`, which Sphinx gives its navigation: the lone "up" under source listings)."""
     return (
         tag.name == "div"
-        and len(links) >= 2
+        and (len(links) >= 2 or any(a.has_attr("accesskey") for a in links))
         and not any(str(a.get("href", "")).startswith(CONTACT_LINKS) for a in links)
         and link_share(tag, links) == 1
         and not tag.find(BLOCKS)

@@ -77,6 +77,20 @@ def test_html_loses_a_bar_of_a_few_links_and_a_layout_sidebar_but_not_contacts(t
     assert not {"previous", "up"} & set(doc.page_content.split())
 
 
+def test_html_loses_a_lone_navigation_link_with_a_keyboard_shortcut(tmp_path: Path) -> None:
+    """Sphinx's source listings (Django's `_modules` pages) end in one "up" link carrying an
+    accesskey; a lone link without one is content."""
+    path = tmp_path / "module.html"
+    path.write_text(
+        '<html><body><div class="section"><h1>Source code for cache</h1><pre>def get(key): ...</pre>'
+        '<div><a href="guide.html">Read the caching guide</a></div></div>'
+        '<div id="ft"><div class="nav"><a href="../index.html" title="Module code" accesskey="U">up</a></div></div>'
+        "</body></html>"
+    )
+    [doc] = loaders.load(path)
+    assert doc.page_content.endswith("Read the caching guide")
+
+
 def test_pdf_has_one_document_per_page_numbered_from_one(tmp_path: Path) -> None:
     from reportlab.pdfgen import canvas
 
