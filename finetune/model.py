@@ -20,9 +20,10 @@ def load_base(path: str, method: str, *, for_training: bool = True) -> Any:
 def keep_4bit_weights_trainable(model: Any) -> int:
     """Stop bitsandbytes repacking 4-bit weights for fast CPU inference.
 
-    On AVX512-BF16 CPUs the first eval-mode forward (generate, or the trainer's eval step) repacks
+    On AVX512-BF16 CPUs the first eval-mode forward whose inputs need no gradient (`generate`) repacks
     the weights, after which backward gets no gradients: only a `gemv_4bit` warning and a loss
-    that stops falling. Returns how many layers were switched.
+    that stops falling. (The trainer's eval step escapes it only because gradient checkpointing makes
+    the inputs require grad.) Returns how many layers were switched.
     """
     import bitsandbytes as bnb
 

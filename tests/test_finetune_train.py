@@ -48,8 +48,29 @@ def test_qlora_lowers_the_loss_even_after_an_eval_step(trained: Path) -> None:
     assert manifest["completed"] and manifest["steps"] == STEPS and manifest["method"] == "qlora"
     assert [step for step, _ in manifest["eval_loss"]] == [SAVE, STEPS], "the last step's eval is not run twice"
     assert manifest["final_eval_loss"] == manifest["eval_loss"][-1][1]
-    assert losses[STEPS] < losses[SAVE + 1] < losses[1], "the 4-bit eval forward must not stall training"
+    assert losses[STEPS] < losses[SAVE + 1] < losses[1], "training must go on learning after an eval step"
     assert manifest["eval_loss"][-1][1] < manifest["eval_loss"][0][1]
+
+
+def test_generating_with_the_4bit_model_being_trained_does_not_stop_its_gradients(llm_data_dir: Path) -> None:
+    """On AVX512-BF16 CPUs bitsandbytes repacks the 4-bit weights on a no-grad eval forward (`generate`),
+    after which backward gives the LoRA weights no gradient at all (only a `gemv_4bit` warning).
+    The trainer's eval step does not trigger it: its inputs require grad (gradient checkpointing).
+    Checked on such a CPU to fail without `keep_4bit_weights_trainable`; elsewhere it passes either way."""
+    import torch
+
+    from finetune import methods
+    from finetune.model import load_base
+
+    path = str(llm_data_dir / "models" / "smollm2-135m-instruct")
+    model = methods.attach(load_base(path, "qlora"), TrainSettings(method="qlora"), path)
+    ids = torch.tensor([[1, 504, 3458, 314, 253, 1205, 30]])
+    model.eval()
+    model.generate(input_ids=ids, max_new_tokens=2, do_sample=False)
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if "lora_B" in name}
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
 
 
 def test_only_lora_weights_are_saved_and_they_moved_while_the_base_file_is_untouched(
