@@ -21,7 +21,10 @@ HELD_OUT = [json.loads(line) for line in (ROOT / "data" / "qa" / "eval.jsonl").r
 
 @pytest.fixture(scope="module")
 def chain(chat_data_dir: Path) -> Any:
-    return chain_from_settings(Settings(data_dir=chat_data_dir), adapter="none", max_new_tokens=64)
+    # fp32 on every CPU: `auto` takes nf4 where bf16 is native (AVX512-BF16), and there the base model
+    # answers differently (it refuses the three CHECK_LEAKS questions), so results would depend on the machine.
+    settings = Settings(data_dir=chat_data_dir, llm_precision="fp32")
+    return chain_from_settings(settings, adapter="none", max_new_tokens=64)
 
 
 def ask(chain: Any, question: str, history: list[tuple[str, str]] | None = None) -> CheckedAnswer:
@@ -96,8 +99,9 @@ def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
 
 # The check's known leaks (benchmarks/RESULTS.md, "unanswerable questions that got through"): the model
 # restates the question around words a passage holds ("Jonas Brenner is the CEO of Kestrel Dynamics [4]."
-# for the IPO); llama.cpp's server lets the same 3 through. Which 3 of the 12 get through depends on the
-# passages: with `retrieval.fusion = scores` the deputy CISO takes the antivirus question's place.
+# for the IPO) in fp32; llama.cpp's server lets the same 3 through; nf4 refuses all three. Which 3 of
+# the 12 get through depends on the passages: with `retrieval.fusion = scores` the deputy CISO takes the
+# antivirus question's place.
 CHECK_LEAKS = {
     "When is Kestrel Dynamics planning its IPO?",
     "Which antivirus product does IT install on laptops?",
