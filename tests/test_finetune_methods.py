@@ -89,7 +89,9 @@ def test_method_trains_only_its_parameters_then_saves_reloads_and_generates(
     methods.save(model, tmp_path)
     assert set(load_file(str(tmp_path / methods.WEIGHTS))) == set(methods.adapter_state(model))
     assert methods.method_of(tmp_path) == ("lora" if method == "qlora" else method)  # without its manifest
-    reloaded = methods.load(load_base(base_path, method, for_training=False), tmp_path)
+    # The base as loaded for training, so that both run the same 4-bit kernels: inference's packed bf16
+    # ones (AVX512-BF16 CPUs) move the loss by about 0.2%, more than the tolerance below.
+    reloaded = methods.load(load_base(base_path, method), tmp_path)
     model.eval()
     with torch.no_grad():
         assert abs(float(loss_of(reloaded, batch)) - float(loss_of(model, batch))) < 1e-3
