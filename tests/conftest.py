@@ -90,7 +90,7 @@ def chat_data_dir(tmp_path_factory: pytest.TempPathFactory, llm_data_dir: Path, 
 
     data_dir = tmp_path_factory.mktemp("chat-data")
     (data_dir / "models").symlink_to(llm_data_dir / "models")
-    ingest(sample_docs_copy, Settings(data_dir=data_dir))
+    ingest(sample_docs_copy, Settings(data_dir=data_dir, embedding_precision="fp32"))  # the same vectors on every CPU
     return data_dir
 
 

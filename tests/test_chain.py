@@ -19,12 +19,16 @@ pytestmark = pytest.mark.slow
 HELD_OUT = [json.loads(line) for line in (ROOT / "data" / "qa" / "eval.jsonl").read_text().splitlines()]
 
 
+def fixed(data_dir: Path) -> Settings:
+    """fp32 on every CPU. `auto` takes nf4 and bf16 where bf16 is native (AVX512-BF16), and there the
+    base model answers differently: it writes "12" when asked to count to 12, and refuses the three
+    CHECK_LEAKS questions. These tests assert what the model says, so the numbers must not vary."""
+    return Settings(data_dir=data_dir, llm_precision="fp32", embedding_precision="fp32")
+
+
 @pytest.fixture(scope="module")
 def chain(chat_data_dir: Path) -> Any:
-    # fp32 on every CPU: `auto` takes nf4 where bf16 is native (AVX512-BF16), and there the base model
-    # answers differently (it refuses the three CHECK_LEAKS questions), so results would depend on the machine.
-    settings = Settings(data_dir=chat_data_dir, llm_precision="fp32")
-    return chain_from_settings(settings, adapter="none", max_new_tokens=64)
+    return chain_from_settings(fixed(chat_data_dir), adapter="none", max_new_tokens=64)
 
 
 def ask(chain: Any, question: str, history: list[tuple[str, str]] | None = None) -> CheckedAnswer:
@@ -47,7 +51,7 @@ def test_answer_streams_token_by_token_then_the_checked_answer(chain: Any) -> No
 def test_the_local_model_stops_before_a_stop_string(chat_data_dir: Path) -> None:
     from app.llm import chat_model
 
-    llm = chat_model(Settings(data_dir=chat_data_dir), adapter="none")
+    llm = chat_model(fixed(chat_data_dir), adapter="none")
     question = "Count from 1 to 12, separated by commas."
     assert "7" in llm.invoke(question, max_new_tokens=40).content  # type: ignore[call-arg]
     assert "7" not in llm.invoke(question, stop=["7"]).content
@@ -58,7 +62,7 @@ def test_the_local_model_stops_before_a_stop_string(chat_data_dir: Path) -> None
 def test_the_local_model_takes_limits_per_call(chat_data_dir: Path) -> None:
     from app.llm import chat_model
 
-    llm = chat_model(Settings(data_dir=chat_data_dir), adapter="none")  # max_new_tokens 256 in settings
+    llm = chat_model(fixed(chat_data_dir), adapter="none")  # max_new_tokens 256 in settings
     answer = str(llm.invoke("Count from 1 to 12, separated by commas.", max_new_tokens=4).content)  # type: ignore[call-arg]
     assert "1" in answer and "7" not in answer
     assert len(llm.loaded.tokenizer(answer).input_ids) <= 4  # type: ignore[attr-defined]
@@ -69,7 +73,7 @@ def test_the_local_model_can_copy_a_name_from_the_prompt(chat_data_dir: Path) ->
     the passages an answer must copy (seen: "The CFO is the one who approves orders above 10,000 EUR.")."""
     from app.llm import chat_model
 
-    llm = chat_model(Settings(data_dir=chat_data_dir, llm_precision="fp32"), adapter="none")
+    llm = chat_model(fixed(chat_data_dir), adapter="none")
     passage = "Passage: Orders above 10,000 EUR need approval from the CFO, Margarethe Lindqvist-Obermaier."
     question = f"{passage}\n\nQuestion: Who approves orders above 10,000 EUR? Copy the name exactly."
     assert "Margarethe Lindqvist-Obermaier" in str(llm.invoke(question).content)
@@ -99,7 +103,7 @@ def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
 
 # The check's known leaks (benchmarks/RESULTS.md, "unanswerable questions that got through"): the model
 # restates the question around words a passage holds ("Jonas Brenner is the CEO of Kestrel Dynamics [4]."
-# for the IPO) in fp32; llama.cpp's server lets the same 3 through; nf4 refuses all three. Which 3 of
+# for the IPO) in fp32 (`fixed`); llama.cpp's server lets the same 3 through; nf4 refuses all three. Which 3 of
 # the 12 get through depends on the passages: with `retrieval.fusion = scores` the deputy CISO takes the
 # antivirus question's place.
 CHECK_LEAKS = {
