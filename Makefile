@@ -31,8 +31,9 @@ demo: ingest chat
 
 # An adapter trained on the chain's own prompt over data/qa (retrieved passages + question → cited
 # answer); the chat uses the newest completed adapter. 110 steps = 5 epochs of the 173 examples: about
-# 5-6 hours on 2 CPU cores, 2 minutes on one GPU. ADAPTER_STEPS=24 takes about an hour, with more false
-# refusals and half the answer F1 (benchmarks/RESULTS.md, "Training the chain's adapter").
+# 2 hours on 2 CPU cores with AVX512-BF16, 5-6 hours without, 2 minutes on one GPU. ADAPTER_STEPS=24
+# takes a fifth of that, with more false refusals and half the answer F1 (benchmarks/RESULTS.md,
+# "Training the chain's adapter").
 ADAPTER_STEPS ?= 110
 adapter: ingest
 	$(OFFLINE) $(PY) -m finetune.rag_data data/qa/train.jsonl data/qa/rag/train.jsonl

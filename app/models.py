@@ -33,6 +33,10 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = "askdocs-complete.json"
 ONNX_PROBE = "Which documents say how the ONNX export is checked?"
 
+# bitsandbytes on AVX512-BF16 CPUs warns at every start that it could not fetch a faster 4-bit kernel
+# from the Hugging Face Hub (the `kernels` package). We run offline, on its built-in kernel.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels-community" not in str(record.msg))
+
 
 class ModelError(RuntimeError):
     """A model cannot be found or prepared; the message says what to do."""
