@@ -137,3 +137,13 @@ def test_a_broken_or_stale_onnx_export_is_made_again(settings: Settings, tmp_pat
     assert any(token_embeddings(onnx.load(target)).raw_data), "exported again"
     target.write_bytes(b"not an onnx file")
     assert np.allclose(models.open_onnx(path, tmp_path)(question), expected, atol=1e-5)
+
+
+def test_only_bitsandbytes_hub_kernel_warning_is_silenced(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")  # app.models filters it on import
+    with caplog.at_level(logging.WARNING):
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s.", "No module named 'kernels'")
+        logger.warning("some other bitsandbytes warning")
+    assert [r.getMessage() for r in caplog.records] == ["some other bitsandbytes warning"]
