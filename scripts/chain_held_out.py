@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,17 @@ def ask_chain(chain: Any, question: Question) -> CheckedAnswer:
     return chain.invoke({"question": question.question, "history": []})
 
 
-def main(argv: list[str]) -> int:
+def graded(ask: Callable[[Question], CheckedAnswer]) -> Iterator[tuple[str, CheckedAnswer, bool, float]]:
+    """(question, answer, right?, seconds) for each of KEY_FACTS' questions, asked through `ask`."""
     held_out = {q.question: q for q in read_questions(ROOT / "data" / "qa" / "eval.jsonl")}
-    sources = {question: q.gold_sources[0] for question, q in held_out.items() if q.gold_sources}
+    for question, fact in KEY_FACTS.items():
+        started = time.perf_counter()
+        result = ask(held_out[question])
+        ok = answered_with(result, held_out[question].gold_sources[0], fact)
+        yield question, result, ok, time.perf_counter() - started
+
+
+def main(argv: list[str]) -> int:
     settings = load_settings()
     if argv == ["--reference"]:
         ask = reference_answerer(settings)
@@ -66,12 +75,8 @@ def main(argv: list[str]) -> int:
         chain = chain_from_settings(settings, adapter=argv[0] if argv else None)
         ask = partial(ask_chain, chain)
     right = 0
-    for question, fact in KEY_FACTS.items():
-        started = time.perf_counter()
-        result = ask(held_out[question])
-        ok = answered_with(result, sources[question], fact)
+    for question, result, ok, seconds in graded(ask):
         right += ok
-        seconds = time.perf_counter() - started
         print(f"{'ok' if ok else 'no'} {seconds:5.1f}s {question[:60]!r} -> {result.answer[:100]!r}", flush=True)
     print(f"{right} of {len(KEY_FACTS)} answered with the gold source and the key fact")
     return 0
