@@ -7,7 +7,10 @@ server reads every collection.
 
 from __future__ import annotations
 
+import getpass
 import hmac
+import os
+import sys
 
 from app.settings import Settings
 
@@ -38,3 +41,22 @@ def require(settings: Settings, collections: list[str], user: str | None) -> Non
         if not may_read(settings, name, user):
             who = f"user '{user}'" if user else "anonymous users"
             raise AccessError(f"collection '{name}' is restricted: {who} may not read it (sign in as one of its users)")
+
+
+def cli_user(settings: Settings, user: str | None) -> str | None:
+    """A command-line user (`--user NAME`), signed in with the token in ASKDOCS_TOKEN, or typed when
+    a terminal can ask; AccessError when it is wrong. None: anonymous."""
+    if user is None:
+        return None
+    token = os.environ.get("ASKDOCS_TOKEN") or (getpass.getpass(f"token for {user}: ") if sys.stdin.isatty() else "")
+    if sign_in(settings, user, token) is None:
+        raise AccessError(f"--user {user}: unknown user or wrong token (give it in ASKDOCS_TOKEN)")
+    return user
+
+
+def opened_for(settings: Settings, user: str | None) -> Settings:
+    """Settings for a command run by `user`, who may read the settings' collection (else AccessError):
+    the collections they may read are open to the rest of that process (its retrievers and chains)."""
+    require(settings, [settings.collection], user)
+    collections = {name: users for name, users in settings.access.collections.items() if user not in users}
+    return settings.model_copy(update={"access": settings.access.model_copy(update={"collections": collections})})

@@ -9,7 +9,6 @@ must see exactly the passages the prompt showed the model.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from functools import partial
 from operator import itemgetter
@@ -23,6 +22,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, RunnablePassthrough
 
 from app.check import REFUSAL, CheckedAnswer, Embed, check
+from app.injection import defuse
 from app.settings import ChatSettings, Settings
 
 SYSTEM = (
@@ -39,8 +39,6 @@ FEW_SHOT = [
     ),
     ("[1] (hr/holidays.md) The office is closed on 1 May.\n\nQuestion: What is the CEO's salary?", REFUSAL),
 ]
-# Turn markers of common chat templates (ChatML, Llama 3, Mistral, Gemma), as a document might plant them.
-CONTROL_TOKEN = re.compile(r"<\|[\w.-]{1,40}\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>")
 ANSWER_LLM = "answer-llm"  # the run name that marks the tokens to stream
 # Where a small model, its answer written, goes on to write a passage, a heading or a new prompt
 # ("\n\n[5] (policies/...)") instead of ending: generation stops there and the answer stands alone.
@@ -61,12 +59,6 @@ def rag_prompt() -> ChatPromptTemplate:
 def format_docs(docs: list[Document]) -> str:
     """Numbered passages with where they come from, as the prompt and the citations use them."""
     return "\n\n".join(f"[{n}] ({where(doc)}) {defuse(doc.page_content)}" for n, doc in enumerate(docs, start=1))
-
-
-def defuse(text: str) -> str:
-    """Chat-control strings in a document (<|im_start|>, <|eot_id|>, ...) stay text for any tokenizer or
-    server: a zero-width space after '<' keeps them from becoming special tokens (a planted system turn)."""
-    return CONTROL_TOKEN.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
 
 
 def where(doc: Document) -> str:

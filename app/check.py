@@ -15,6 +15,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from app.injection import planted_instruction
 from app.settings import ChatSettings
 
 REFUSAL = "I couldn't find this in the documents."
@@ -107,11 +108,17 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
         return refuse(result, docs, problem)
     if is_refusal(raw):
         return refuse(result, docs, "the model found no answer in the context")
+    if planted := planted_instruction(raw):
+        return refuse(result, docs, f"the answer carries instruction-like text ({planted!r}), not a fact")
     text, removed = normalise_citations(raw, docs)
     result.removed_citations = removed
     result.sentences = judge_sentences(text, result.query, docs, settings, embed)
     if not result.sentences or not result.sentences[0].supported:  # the direct answer comes first
-        return refuse(result, docs, "the answer's first sentence is not supported by the retrieved passages")
+        return refuse(
+            result,
+            docs,
+            "the answer's first sentence is not supported by the retrieved passages" + (steering_note(docs)),
+        )
     if supported_share(result.sentences) < settings.min_supported_share:
         return refuse(result, docs, "most of the answer is not supported by the retrieved passages")
     if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
@@ -127,6 +134,16 @@ def refuse(result: CheckedAnswer, docs: list[Document], reason: str) -> CheckedA
     result.answer, result.refused, result.reason = REFUSAL, True, reason
     result.sources = [source_info(n, doc) for n, doc in enumerate(docs[:3], start=1)]
     return result
+
+
+def steering_note(docs: list[Document]) -> str:
+    """Names the passages that could not vouch because they give the model orders (see app/injection.py)."""
+    steering = [
+        f"{d.metadata.get('source', '?')} ({planted!r})"
+        for d in docs
+        if (planted := planted_instruction(d.page_content))
+    ]
+    return f"; passages that give the model instructions vouch for nothing: {', '.join(steering)}" if steering else ""
 
 
 def supported_share(sentences: list[Sentence]) -> float:
@@ -197,6 +214,9 @@ def judge_sentences(
     plain = [CITATION.sub("", s).strip() for s in sentences]
     passages = [shown(d) for d in docs]
     vectors = embed(plain + passages)
+    passages = [
+        "" if planted_instruction(d.page_content) else p for d, p in zip(docs, passages, strict=True)
+    ]  # vouch for nothing
     similarities = vectors[: len(plain)] @ vectors[len(plain) :].T
     asked = content_words(question)
     judged = []
@@ -235,7 +255,8 @@ def judge(
         overlap = len(words & content_words(passage)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
         states_its_facts = (
-            numbers <= numbers_in(passage)
+            bool(passage)  # blanked by judge_sentences: it gives the model instructions
+            and numbers <= numbers_in(passage)
             and units_agree(quantities, units(passage))
             and all(i in passage.lower() for i in identifiers)
             and (not negated or bool(NEGATION.search(passage)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -32,18 +34,61 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
-def ingested_settings(collection: str | None, data_dir: Path | None) -> Settings | int:
-    """Settings for a command that reads an ingested collection, or the exit code of a one-line error."""
+def positive_int(text: str) -> int:
+    """argparse type for counts: -k, --limit."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that reads an ingested collection."""
+    parser.add_argument("--collection", help="the ingested collection (default: docs)")
+    parser.add_argument("--data-dir", type=Path, help="where the store lives (default: data)")
+    parser.add_argument(
+        "--user", help="sign in as this user to read a restricted collection; the token comes from ASKDOCS_TOKEN"
+    )
+
+
+def settings_problem(exc: Exception) -> str:
+    """Any settings error as one line naming the field: pydantic's per-field errors, or
+    pydantic-settings' for a variable that must be JSON and isn't."""
     from pydantic import ValidationError
 
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"setting {'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    if field := re.search(r'field "(\w+)"', str(exc)):
+        return f"setting {field.group(1)} (ASKDOCS_{field.group(1).upper()}): not valid JSON"
+    return f"settings: {one_line(exc)}"
+
+
+def cli_settings(**overrides: Any) -> Settings | int:
+    """Settings for a command, or the exit code of a one-line error naming the bad setting."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
     from app.settings import load_settings
-    from app.store import StoreError, has_collection
 
     try:
-        settings = load_settings(collection=collection, data_dir=data_dir)
-    except ValidationError as exc:
-        return fail(str(exc.errors()[0]["msg"]))
+        return load_settings(**overrides)
+    except (ValidationError, SettingsError) as exc:
+        return fail(settings_problem(exc))
+
+
+def ingested_settings(collection: str | None, data_dir: Path | None, user: str | None = None) -> Settings | int:
+    """Settings for a command that reads an ingested collection (as `user`, signed in with ASKDOCS_TOKEN,
+    where the collection is restricted), or the exit code of a one-line error."""
+    from app.access import AccessError, cli_user, opened_for
+    from app.store import StoreError, has_collection
+
+    settings = cli_settings(collection=collection, data_dir=data_dir)
+    if isinstance(settings, int):
+        return settings
     quiet_libraries()
     if not has_collection(settings, settings.collection):
         return fail(str(StoreError(f"no collection '{settings.collection}': run `python -m ingestion DIR` first")))
-    return settings
+    try:
+        return opened_for(settings, cli_user(settings, user))
+    except AccessError as exc:
+        return fail(f"{exc} (--user NAME, token in ASKDOCS_TOKEN)")

@@ -12,9 +12,13 @@ def read_objects(path: Path, error: type[Exception], noun: str) -> list[tuple[st
     if not path.is_file():
         raise error(f"{path}: no such file")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error(f"{where}: not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8") from None
         if line.strip():
-            where = f"{path}:{number}"
             records.append((where, parse_object(line, where, error)))
     if not records:
         raise error(f"{path}: no {noun} (empty file)")

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 
-from app.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings, load_settings
+from app.cli import one_line
+from app.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,7 +55,12 @@ def embedding_model_path(name: str) -> str:
 
 
 def load_embedder(settings: Settings) -> SentenceTransformer:
-    return _sentence_transformer(embedding_model_path(settings.embedding_model))
+    """The embedding model, or ModelError naming the setting when it cannot be loaded."""
+    path = embedding_model_path(settings.embedding_model)
+    try:
+        return _sentence_transformer(path)
+    except Exception as exc:  # a missing folder, an offline hub id or a broken model raise different things
+        raise ModelError(f"embedding_model {settings.embedding_model!r} cannot be loaded: {one_line(exc)}") from exc
 
 
 def encode(settings: Settings, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
@@ -283,7 +289,11 @@ def _is_complete(target: Path, gguf: Path) -> bool:
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
-    settings = load_settings()
+    from app.cli import cli_settings
+
+    settings = cli_settings()
+    if isinstance(settings, int):
+        return settings
     try:
         print(f"embedding model: {embedding_model_path(settings.embedding_model)}")
         if settings.embedding_query_runtime == "onnx":

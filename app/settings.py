@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDING = "bundled:all-minilm-l6-v2"
@@ -163,6 +163,13 @@ class AccessSettings(BaseModel):
         default_factory=dict, description="Collection → the users who may read it; unlisted collections are open."
     )
 
+    @field_validator("users")
+    @classmethod
+    def _tokens_given(cls, users: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        if empty := sorted(name for name, token in users.items() if not token.get_secret_value().strip()):
+            raise ValueError(f"empty token for user(s) {', '.join(empty)}: nobody could sign in as them")
+        return users
+
     @model_validator(mode="after")
     def _users_known(self) -> AccessSettings:
         for name, users in self.collections.items():
@@ -219,6 +226,13 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+
+    @field_validator("data_dir", "store_dir")
+    @classmethod
+    def _folder(cls, path: Path | None) -> Path | None:
+        if path is not None and path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a folder")
+        return path
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:

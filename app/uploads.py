@@ -43,7 +43,7 @@ def content_problem(suffix: str, head: bytes) -> str:
 
 
 def save_upload(name: str, data: bytes, root: Path, max_bytes: int) -> Path:
-    """Validate and write one upload; returns its path under root/uploads/."""
+    """Validate and write one upload under root/uploads/; an upload never replaces another file."""
     from ingestion.loaders import LOADERS
 
     clean = safe_name(name)
@@ -51,17 +51,46 @@ def save_upload(name: str, data: bytes, root: Path, max_bytes: int) -> Path:
     if suffix not in LOADERS:
         raise UploadError(f"{name}: type {suffix or '(none)'} is not allowed; allowed: {', '.join(allowed_types())}")
     if len(data) > max_bytes:
-        raise UploadError(f"{name}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit")
+        given, limit = size(len(data)), size(max_bytes)
+        if given == limit:  # just over: the exact counts say why
+            given, limit = f"{len(data):,} bytes", f"{max_bytes:,} bytes"
+        raise UploadError(f"{name}: {given} is over the {limit} limit")
     if not data:
         raise UploadError(f"{name}: the file is empty")
     if problem := content_problem(suffix, data[:8192]):
         raise UploadError(f"{name}: {problem}")
-    folder = (root / UPLOAD_DIR).resolve()
-    target = (folder / clean).resolve()
-    if target.parent != folder:  # cannot happen after safe_name; kept as the last line of defence
-        raise UploadError(f"{name}: refused, it would be written outside {folder}")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = upload_folder(root)
+    target = free_name(folder, clean, data)
     partial = target.with_name(f".{target.name}.partial")
     partial.write_bytes(data)
     partial.replace(target)  # a reader never sees half a file
-    return target
+    return target.resolve()
+
+
+def upload_folder(root: Path) -> Path:
+    """root/uploads, made if missing; refused when it is a link (ingestion would not read it, and
+    the upload would land outside the collection's folder)."""
+    folder = root / UPLOAD_DIR
+    if folder.is_symlink() or not folder.resolve().is_relative_to(root.resolve()):
+        raise UploadError(f"{folder} is a link out of the collection's folder: uploads refused (make it a folder)")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def free_name(folder: Path, name: str, data: bytes) -> Path:
+    """`name` in `folder`, or "stem (2).ext", "stem (3).ext", ... when another file already has it.
+    The same bytes uploaded again land on the file that holds them (ingestion sees no change)."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    for n in range(1, 10_000):
+        target = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
+        if not target.exists() or (target.is_file() and target.read_bytes() == data):
+            return target
+    raise UploadError(f"{name}: too many uploads with this name in {folder}")
+
+
+def size(n: int) -> str:
+    """Bytes as people read them, in the units ingestion's limit uses (MB = 2**20 bytes)."""
+    for unit, scale in (("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} bytes"

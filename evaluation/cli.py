@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli import fail, ingested_settings
+from app.cli import add_store_options, fail, ingested_settings, positive_int
 from app.settings import SEARCH_MODES
 from evaluation.data import QuestionError, read_questions
 
@@ -30,11 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m evaluation", description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("questions", type=Path, help="JSONL: question, answer, gold_sources, answerable")
-    parser.add_argument("--collection", help="the ingested collection to evaluate (default: docs)")
-    parser.add_argument("--data-dir", type=Path, help="where the store lives (default: data)")
+    add_store_options(parser)
     parser.add_argument("--modes", default="dense,bm25,hybrid", help="retrieval modes to compare")
     parser.add_argument("--answers", default="", help="answer configurations: no-rag, rag, rag+ADAPTER (slow)")
-    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--limit", type=positive_int, help="only the first N questions")
     parser.add_argument("--min-recall-at-5", type=float, help="gate: recall@5 of the configured mode")
     parser.add_argument("--min-mrr", type=float, help="gate: MRR of the configured mode")
     parser.add_argument("--min-refusal-rate", type=float, help="gate: refusals on unanswerable questions")
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [Config.parse(c.strip()) for c in args.answers.split(",") if c.strip()]
     except (QuestionError, ValueError) as exc:
         return fail(str(exc))
-    settings = ingested_settings(args.collection, args.data_dir)
+    settings = ingested_settings(args.collection, args.data_dir, args.user)
     if isinstance(settings, int):
         return settings
     from evaluation import answers, retrieval

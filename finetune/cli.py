@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.cli import fail, quiet_libraries
+from app.cli import cli_settings, fail, quiet_libraries
 from app.settings import METHODS
 
 TRAIN_FLAGS = {
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from app.settings import TrainSettings, load_settings
+    from app.settings import TrainSettings
 
     overrides = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
     if args.method:
@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["peqa_train_zeros"] = True
     if args.target_modules:
         overrides["target_modules"] = [m.strip() for m in args.target_modules.split(",") if m.strip()]
+    settings = cli_settings(data_dir=args.data_dir, llm_base=args.base)
+    if isinstance(settings, int):
+        return settings
     try:
-        settings = load_settings(data_dir=args.data_dir, llm_base=args.base)
         settings.train = TrainSettings(**settings.train.model_dump() | overrides)
     except ValidationError as exc:
         return fail("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()))

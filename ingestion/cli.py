@@ -14,9 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from app.cli import fail, quiet_libraries
+from app.cli import cli_settings, fail, quiet_libraries
 
 EXIT_FAILED_FILES = 1
 
@@ -50,20 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from app.models import ModelError
-    from app.settings import load_settings
     from app.store import StoreError
 
-    try:
-        settings = load_settings(
-            collection=args.collection,
-            chunk_size=args.chunk_size,
-            chunk_overlap=args.chunk_overlap,
-            embedding_model=args.embedding_model,
-            data_dir=args.data_dir,
-            store_dir=args.store_dir,
-        )
-    except ValidationError as exc:
-        return fail("; ".join(f"setting {'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()))
+    settings = cli_settings(
+        collection=args.collection,
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap,
+        embedding_model=args.embedding_model,
+        data_dir=args.data_dir,
+        store_dir=args.store_dir,
+    )
+    if isinstance(settings, int):
+        return settings
     if not args.folder.is_dir():
         return fail(f"{args.folder}: not a folder")
 

@@ -18,6 +18,7 @@ from app.cli import one_line
 
 HEADING_STYLE = re.compile(r"^Heading (\d)$")
 HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+WESTERN = ("cp1252", "latin_1", "iso8859_15")  # the most common legacy text: preferred when as clean
 BOM_ENCODINGS = {b"\xef\xbb\xbf": "utf-8-sig", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 LINK_LIST_MIN = 5  # links in a list or table before it can count as navigation
 BOILERPLATE_TAGS = ["script", "style", "nav", "header", "footer", "aside", "form", "noscript", "iframe", "svg"]
@@ -28,12 +29,16 @@ CONTACT_LINKS = ("mailto:", "tel:")
 PERMALINK_MARKS = {"¶", "#", "§", "🔗"}  # a heading's link to itself (Sphinx, MkDocs, ...): not its text
 
 
+WARNING = "warning"  # a Document's metadata key for what a loader repaired; reported, not stored
+
+
 class LoadError(Exception):
     """A file could not be turned into text; the message is the one-line reason."""
 
 
 def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM), UTF-16 by BOM, else the encoding charset-normalizer finds."""
+    """UTF-8 (with or without BOM), UTF-16 by BOM, else the encoding charset-normalizer finds, where a
+    Western code page wins a tie: "Caf\\xe9 cr\\xe8me" reads as well in cp1250 ("crčme") by its measure."""
     for bom, encoding in BOM_ENCODINGS.items():
         if data.startswith(bom):
             return data.decode(encoding)
@@ -45,10 +50,12 @@ def decode_text(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
-    if best is None:
-        raise LoadError("unknown text encoding")
-    return str(best)
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:  # no code page reads it without a mess of symbols: refuse rather than store garbage
+        raise LoadError("unknown text encoding (no code page reads it cleanly): save it as UTF-8")
+    western = [m for m in matches if m.encoding in WESTERN and m.chaos <= best.chaos]
+    return str(western[0] if western else best)
 
 
 def load_text(path: Path) -> list[Document]:
@@ -142,15 +149,20 @@ def load_docx(path: Path) -> list[Document]:
 
 
 def load_csv(path: Path) -> list[Document]:
-    """One Document per row, each value next to its column header (as LangChain's CSVLoader writes it)."""
-    rows = csv.DictReader(io.StringIO(decode_text(path.read_bytes()), newline=""))
-    return [
-        Document(
-            "\n".join(f"{(key or '').strip()}: {(value or '').strip()}" for key, value in row.items()),
-            metadata={"section": f"row {number}"},
-        )
-        for number, row in enumerate(rows, start=1)
-    ]
+    """One Document per row, each value next to its column header (as LangChain's CSVLoader writes it).
+    A row with more fields than the header keeps the extra ones as "column N", one with fewer keeps
+    what it has; either way the row is stored and the file's report says which line was uneven."""
+    rows = csv.reader(io.StringIO(decode_text(path.read_bytes()), newline=""))
+    header = [name.strip() for name in next(rows, [])]
+    docs = []
+    for number, values in enumerate((row for row in rows if row), start=1):
+        names = header + [f"column {i}" for i in range(len(header) + 1, len(values) + 1)]
+        metadata = {"section": f"row {number}"}
+        if len(values) != len(header):
+            metadata[WARNING] = f"line {rows.line_num}: {len(values)} fields, the header has {len(header)}"
+        text = "\n".join(f"{name}: {value.strip()}" for name, value in zip(names, values, strict=False))
+        docs.append(Document(text, metadata=metadata))
+    return docs
 
 
 def load_pptx(path: Path) -> list[Document]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import bm25, store
+from app.models import load_embedder
 from app.settings import Settings
 from ingestion.report import Report
 from ingestion.sync import Ingestor
@@ -27,6 +28,8 @@ def ingest(root: Path, settings: Settings, *, rebuild: bool = False, dry_run: bo
     else:
         with writer_lock(settings):
             chroma = store.client(settings)
+            if rebuild or not store.has_collection(settings, settings.collection):
+                load_embedder(settings)  # a bad model fails here, before a collection records it
             collection = (
                 rebuild_target(chroma, settings) if rebuild else open_checked(chroma, settings.collection, settings)
             )

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 STATUSES = ("added", "changed", "renamed", "unchanged", "removed", "failed")
+UNSUPPORTED = "unsupported type"  # the start of a skipped file's reason: listed in short
 
 
 @dataclass
@@ -23,7 +24,7 @@ class FileResult:
 @dataclass
 class Report:
     results: list[FileResult] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # unsupported file types
+    skipped: list[FileResult] = field(default_factory=list)  # not read: unsupported type, links (with why)
     chunks_embedded: int = 0
     chunks_reused: int = 0
     chunks_deleted: int = 0
@@ -77,7 +78,10 @@ def print_report(report: Report, *, dry_run: bool = False) -> None:
     for name, count in (report.counts() | ({} if dry_run else chunk_rows)).items():
         table.add_row(name, str(count), style="red" if name == "failed" and count else None)
     console.print(table)
-    if report.skipped:
-        console.print(f"skipped {len(report.skipped)} unsupported file(s), e.g. {', '.join(report.skipped[:3])}")
+    for result in report.skipped:
+        if not result.detail.startswith(UNSUPPORTED):
+            console.print(f"  skipped  {result.source}  {result.detail}", markup=False, highlight=False)
+    if unsupported := [r.source for r in report.skipped if r.detail.startswith(UNSUPPORTED)]:
+        console.print(f"skipped {len(unsupported)} file(s) of unsupported types, e.g. {', '.join(unsupported[:3])}")
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.timings.items() if seconds >= 0.05)
     console.print(f"done in {report.seconds:.1f} s" + (f" ({phases})" if phases else ""))

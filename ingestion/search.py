@@ -11,21 +11,18 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from app.cli import fail, quiet_libraries
+from app.cli import add_store_options, cli_settings, fail, positive_int, quiet_libraries
 from app.settings import SEARCH_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ingestion.search", description=__doc__.splitlines()[0])
     parser.add_argument("query", help="what to look for, in plain words")
-    parser.add_argument("-k", type=int, default=5, help="how many chunks to show (default: 5)")
+    parser.add_argument("-k", type=positive_int, default=5, help="how many chunks to show (default: 5)")
     parser.add_argument("--mode", choices=SEARCH_MODES, help="search mode (default: hybrid)")
     parser.add_argument("--source", help="only sources matching this glob, e.g. 'hr/*'")
     parser.add_argument("--type", action="append", default=[], help="only this file type (repeatable), e.g. pdf")
-    parser.add_argument("--collection", help="Chroma collection to search (default: docs)")
-    parser.add_argument("--data-dir", type=Path, help="where the store lives (default: data)")
+    add_store_options(parser)
     parser.add_argument("--store-dir", type=Path, help="Chroma directory (default: DATA_DIR/chroma)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     return parser
@@ -33,20 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app.access import AccessError, cli_user
     from app.retrieval import retriever
-    from app.settings import load_settings
     from app.store import StoreError
 
-    try:
-        settings = load_settings(collection=args.collection, data_dir=args.data_dir, store_dir=args.store_dir)
-    except ValidationError as exc:
-        return fail(str(exc.errors()[0]["msg"]))
+    settings = cli_settings(collection=args.collection, data_dir=args.data_dir, store_dir=args.store_dir)
+    if isinstance(settings, int):
+        return settings
     quiet_libraries()
     if args.mode:
         settings.retrieval.mode = args.mode
     try:
-        search = retriever(settings, k=args.k, source_glob=args.source, file_types=tuple(args.type))
-    except StoreError as exc:
+        user = cli_user(settings, args.user)
+        search = retriever(settings, k=args.k, user=user, source_glob=args.source, file_types=tuple(args.type))
+    except (AccessError, StoreError) as exc:
         return fail(str(exc))
     rows = [{"text": doc.page_content, **doc.metadata} for doc in search.invoke(args.query)]
     if args.json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,15 +23,18 @@ from tqdm import tqdm
 
 from app import store
 from app.cli import one_line
+from app.injection import planted_instruction
 from app.models import encode, load_embedder
 from app.settings import Settings
 from ingestion import chunking, loaders
-from ingestion.report import FileResult, Report
+from ingestion.report import UNSUPPORTED, FileResult, Report
 
 if TYPE_CHECKING:
     import chromadb
     from langchain_core.documents import Document
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in a file name: escaped in the report, refused as a source
+LINKED_FOLDER = "link to a folder: not followed"
 FLUSH_CHUNKS = 128  # chunks embedded and written per step: bounds memory, moves the progress bar
 
 
@@ -63,31 +67,60 @@ class Chunk:
     metadata: dict[str, Any]
 
 
-def scan(root: Path, max_bytes: int) -> tuple[list[SourceFile], list[str]]:
-    """Supported files under `root` (hashed, or with the reason they can't be) and skipped ones."""
+def scan(root: Path, max_bytes: int) -> tuple[list[SourceFile], list[FileResult]]:
+    """Supported files under `root` (hashed, or with the reason they can't be) and skipped entries,
+    each with its reason. Nothing whose real path lies outside `root` is read."""
+    root = root.resolve()
     files, skipped = [], []
-    for path in walk(root):
-        source = path.relative_to(root).as_posix()
+    for path in walk(root, skipped):
+        raw = path.relative_to(root).as_posix()
+        source = printable(raw)
         if not loaders.is_supported(path):
-            skipped.append(printable(source))
-        elif printable(source) != source:
-            files.append(SourceFile(path, printable(source), error="file name is not valid UTF-8: rename the file"))
+            skipped.append(FileResult(source, "skipped", f"{UNSUPPORTED} {path.suffix.lower() or '(none)'}"))
+        elif reason := outside(path, root):
+            skipped.append(FileResult(source, "skipped", reason))
+        elif source != raw:
+            files.append(SourceFile(path, source, error=f"file name {name_problem(raw)}: rename the file"))
         else:
             files.append(hashed(SourceFile(path, source), max_bytes))
     return files, skipped
 
 
 def printable(source: str) -> str:
-    """A name with bytes that aren't UTF-8 (kept by Python as surrogates, which Chroma, hashing and
-    the terminal all refuse) shown with those bytes escaped: caf\\xe9.md."""
-    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A name as one safe line: bytes that aren't UTF-8 (kept by Python as surrogates, which Chroma,
+    hashing and the terminal all refuse) and control characters (a newline would split a report
+    line) escaped: caf\\xe9.md, a\\nb.md."""
+    text = source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode(), text)
 
 
-def walk(root: Path) -> Iterator[Path]:
-    """Files under root in a stable order; hidden entries skipped, symlinked folders not followed."""
-    for folder, dirs, names in os.walk(root, followlinks=False):
+def name_problem(raw: str) -> str:
+    return "has control characters" if CONTROL.search(raw) else "is not valid UTF-8"
+
+
+def walk(root: Path, skipped: list[FileResult]) -> Iterator[Path]:
+    """Files under root in a stable order; hidden entries skipped silently; symlinked folders are
+    not followed (os.walk's default), and each one is recorded in `skipped`."""
+    for folder, dirs, names in os.walk(root):
+        here = Path(folder)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        yield from (Path(folder) / name for name in sorted(names) if not name.startswith("."))
+        for link in [d for d in dirs if (here / d).is_symlink()]:
+            skipped.append(FileResult(printable((here / link).relative_to(root).as_posix()), "skipped", LINKED_FOLDER))
+        yield from (here / name for name in sorted(names) if not name.startswith("."))
+
+
+def outside(path: Path, root: Path) -> str:
+    """Why a symlinked file is not read ('' when it may be): its target must lie inside `root`.
+    A loop or a dangling link is left to `hashed`, which reports it as unreadable."""
+    if not path.is_symlink():
+        return ""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return ""
+    if target.is_relative_to(root):
+        return ""
+    return "link to a file outside the folder: not read"
 
 
 def hashed(file: SourceFile, max_bytes: int) -> SourceFile:
@@ -221,7 +254,7 @@ class Ingestor:
         chunks: list[Chunk] = []
         for file, result in tqdm(self.to_embed, desc="reading", unit="file", disable=None):
             try:
-                new = self.chunks_of(file)
+                new = self.chunks_of(file, result)
             except loaders.LoadError as exc:
                 keep.discard((file.source, file.file_hash))
                 old = [g for g in groups.values() if g.source == file.source and g.file_hash != file.file_hash]
@@ -232,8 +265,9 @@ class Ingestor:
             chunks.extend(new)
         return chunks
 
-    def chunks_of(self, file: SourceFile) -> list[Chunk]:
+    def chunks_of(self, file: SourceFile, result: FileResult) -> list[Chunk]:
         docs = loaders.load(file.path)
+        result.detail = "; ".join(notes(docs))
         pieces = chunking.split(docs, self.splitter)
         title = docs[0].metadata.get("title") or chunking.first_heading(docs) or file.path.stem.replace("_", " ")
         ids = chunk_ids(file.source, file.file_hash, len(pieces))
@@ -282,6 +316,15 @@ def chunk_metadata(file: SourceFile, piece: Document, title: str, index: int, co
     }
     meta.update({k: v for k, v in piece.metadata.items() if k in ("section", "page") and v not in (None, "")})
     return meta
+
+
+def notes(docs: list[Document]) -> list[str]:
+    """What the report says about a stored file: rows a loader repaired, and text that gives the model
+    orders (stored, but no passage of it can vouch for an answer: app/check.py)."""
+    repaired = [str(doc.metadata.pop(loaders.WARNING)) for doc in docs if loaders.WARNING in doc.metadata]
+    planted = next((found for doc in docs if (found := planted_instruction(doc.page_content))), "")
+    steering = [f"text that gives the model instructions ({planted!r}): check the file"] if planted else []
+    return repaired[:3] + [f"{len(repaired) - 3} more uneven rows"] * (len(repaired) > 3) + steering
 
 
 def kept_note(old: list[Group]) -> str:

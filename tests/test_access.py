@@ -100,3 +100,44 @@ def test_chat_lists_only_what_the_signed_in_user_may_read(app: AppTest) -> None:
     assert not app.exception
     listed = [m.value.replace("\\", "") for m in app.markdown if m.value.startswith("**\\[")]
     assert listed and all("salaries.md" in line for line in listed)
+
+
+def restricted_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path, token: str | None) -> None:
+    monkeypatch.chdir(data_dir.parent)  # no stray .env
+    monkeypatch.setenv("ASKDOCS_ACCESS__USERS", json.dumps(USERS))
+    monkeypatch.setenv("ASKDOCS_ACCESS__COLLECTIONS", json.dumps(RESTRICTED))
+    if token is None:
+        monkeypatch.delenv("ASKDOCS_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("ASKDOCS_TOKEN", token)
+
+
+@pytest.mark.parametrize("command", ["search", "evaluation"])
+def test_command_line_tools_enforce_access_with_a_one_line_error_and_sign_in_by_token(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    from evaluation import cli as evaluation_cli
+    from ingestion import search
+
+    questions = data_dir.parent / "q.jsonl"
+    questions.write_text(json.dumps({"question": "salaries rule 3", "gold_sources": ["salaries.md"]}) + "\n")
+
+    def run(*extra: str) -> int:
+        common = ["--collection", "hrdocs", "--data-dir", str(data_dir), *extra]
+        if command == "search":
+            return search.main(["salaries rule 3", "--json", *common])
+        return evaluation_cli.main([str(questions), "--modes", "bm25", *common])
+
+    for user, token in [(None, None), ("bob", USERS["bob"]), ("alice", "wrong")]:
+        restricted_env(monkeypatch, data_dir, token)
+        assert run(*(["--user", user] if user else [])) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and error.startswith("error: ") and "Traceback" not in error
+    restricted_env(monkeypatch, data_dir, USERS["alice"])
+    assert run("--user", "alice") == 0
+    assert ("salaries.md" if command == "search" else "| bm25 | 1.000 |") in capsys.readouterr().out
+
+
+def test_a_user_with_an_empty_token_is_a_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="empty token for user\\(s\\) bob"):
+        Settings(data_dir=tmp_path, access={"users": {"alice": "x", "bob": " "}})  # type: ignore[arg-type]
