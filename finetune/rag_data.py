@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from app.check import NAMED_CITATION, REFUSAL, content_words
+from app.cli import add_store_options
 
 
 def cited_answer(answer: str, source: str | None, docs: list[Document]) -> str:
@@ -74,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finetune.rag_data", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help='JSONL of {"question", "answer", "source"} lines')
     parser.add_argument("output", type=Path, help="chat JSONL to write (replaced)")
-    parser.add_argument("--collection", help="Chroma collection to retrieve from (default: docs)")
-    parser.add_argument("--data-dir", type=Path, help="where the store and models live (default: data)")
+    add_store_options(parser)
     return parser
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.input.is_file():
         return fail(f"{args.input}: no such file")
-    settings = ingested_settings(args.collection, args.data_dir)
+    settings = ingested_settings(args.collection, args.data_dir, args.user)
     if isinstance(settings, int):
         return settings
     try:

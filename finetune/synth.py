@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.cli import add_store_options
 from evaluation.metrics import words
 
 PROMPT = (
@@ -103,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finetune.synth", description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("data/qa/synthetic.jsonl"), help="chat JSONL to append to")
     parser.add_argument("--limit", type=int, help="at most this many new chunks this run")
-    parser.add_argument("--collection", help="Chroma collection to read (default: docs)")
-    parser.add_argument("--data-dir", type=Path, help="where the store and models live (default: data)")
+    add_store_options(parser)
     return parser
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from app.cli import ingested_settings
 
-    settings = ingested_settings(args.collection, args.data_dir)
+    settings = ingested_settings(args.collection, args.data_dir, args.user)
     if isinstance(settings, int):
         return settings
     counts = synthesize(settings, args.output, args.limit)
