@@ -56,11 +56,30 @@ def settings_problem(exc: Exception) -> str:
     pydantic-settings' for a variable that must be JSON and isn't."""
     from pydantic import ValidationError
 
+    from app.settings import UnknownVariable
+
     if isinstance(exc, ValidationError):
-        return "; ".join(f"setting {'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        return "; ".join(field_problem(error) for error in exc.errors())
+    if isinstance(exc, UnknownVariable):
+        return str(exc)
     if field := re.search(r'field "(\w+)"', str(exc)):
         return f"setting {field.group(1)} (ASKDOCS_{field.group(1).upper()}): not valid JSON"
     return f"settings: {one_line(exc)}"
+
+
+def field_problem(error: Any) -> str:
+    """One pydantic error: the field's dotted name, and for an unknown one the closest known name."""
+    from app.settings import Settings, closest
+
+    name = ".".join(map(str, error["loc"])) or "value"
+    if error["type"] != "extra_forbidden":
+        return f"setting {name}: {error['msg']}"
+    model: Any = Settings
+    for part in error["loc"][:-1]:  # down to the group that was given the unknown key
+        model = model.model_fields[part].annotation
+    prefix = name.rpartition(".")[0]
+    known = [f"{prefix}.{field}" if prefix else field for field in model.model_fields]
+    return f"unknown setting {name}{closest(name, known)}"
 
 
 def cli_settings(**overrides: Any) -> Settings | int:
@@ -68,11 +87,11 @@ def cli_settings(**overrides: Any) -> Settings | int:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from app.settings import load_settings
+    from app.settings import UnknownVariable, load_settings
 
     try:
         return load_settings(**overrides)
-    except (ValidationError, SettingsError) as exc:
+    except (ValidationError, SettingsError, UnknownVariable) as exc:
         return fail(settings_problem(exc))
 
 

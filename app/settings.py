@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDING = "bundled:all-minilm-l6-v2"
@@ -20,6 +22,12 @@ TELEMETRY_ENV = {
     "ANONYMIZED_TELEMETRY": "False",  # chromadb
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+class Strict(BaseModel):
+    """A settings group that rejects keys it doesn't know: a typo is an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 Method = Literal["lora", "qlora", "prefix", "prompt", "ia3", "series-adapter", "parallel-adapter", "peqa"]
@@ -38,7 +46,7 @@ DEFAULT_LR = {
 }
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(Strict):
     """Fine-tuning hyper-parameters; defaults train the bundled SmolLM2 on CPU in minutes."""
 
     method: Method = "qlora"
@@ -74,7 +82,7 @@ class TrainSettings(BaseModel):
         return self.lr or DEFAULT_LR[self.method]
 
 
-class ChatSettings(BaseModel):
+class ChatSettings(Strict):
     """How the chain retrieves, generates and checks; the chat's sidebar changes some per session."""
 
     top_k: int = Field(4, gt=0, le=20, description="Chunks retrieved per question.")
@@ -102,7 +110,7 @@ SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 Fusion = Literal["scores", "rrf"]
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(Strict):
     """How chunks are found: dense (embeddings), bm25 (keywords) or hybrid (both, fused)."""
 
     # Chosen by `python -m evaluation` (benchmarks/RESULTS.md, "Retrieval quality").
@@ -133,7 +141,7 @@ class RetrievalSettings(BaseModel):
     )
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(Strict):
     """Where Chroma lives: in this process on CHROMA_DIR (embedded) or a Chroma server (`chroma run`)."""
 
     mode: Literal["embedded", "server"] = "embedded"
@@ -146,7 +154,7 @@ class StoreSettings(BaseModel):
         return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
 
 
-class LlmServerSettings(BaseModel):
+class LlmServerSettings(Strict):
     """`llm_backend = openai-compatible`: the chain's prompt goes to this server (vLLM, llama.cpp's server, ...)."""
 
     url: str = Field("http://127.0.0.1:8000/v1", description="The server's OpenAI API base URL.")
@@ -155,7 +163,7 @@ class LlmServerSettings(BaseModel):
     timeout: float = Field(120.0, gt=0, description="Seconds to wait for an answer.")
 
 
-class AccessSettings(BaseModel):
+class AccessSettings(Strict):
     """Optional: collections only named users may search in the chat (see app/access.py for what it is)."""
 
     users: dict[str, SecretStr] = Field(default_factory=dict, description="User name → token (a password).")
@@ -181,7 +189,7 @@ class AccessSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything a user can change; set via ASKDOCS_* variables, a `.env` file or CLI flags."""
 
-    model_config = SettingsConfigDict(env_prefix="ASKDOCS_", env_file=".env", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ASKDOCS_", env_file=".env", env_nested_delimiter="__", extra="forbid")
 
     data_dir: Path = Field(Path("data"), description="Where the store, caches and adapters live.")
     offline: bool = Field(True, description="Forbid model hub downloads (set false to use HF ids).")
@@ -255,8 +263,17 @@ class Settings(BaseSettings):
         return self.data_dir / "adapters"
 
 
+class UnknownVariable(ValueError):
+    """An ASKDOCS_ environment variable that names no setting."""
+
+
+ENV_PREFIX = "ASKDOCS_"
+NOT_SETTINGS = {"ASKDOCS_TOKEN"}  # the command-line sign-in's token (app/access.py), never stored in settings
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings with CLI overrides on top; `None` means "flag not given"."""
+    check_variables(os.environ)
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     apply_environment(settings)
     return settings
@@ -268,3 +285,19 @@ def apply_environment(settings: Settings) -> None:
         os.environ.setdefault(key, value)
     if settings.offline:
         os.environ.update(OFFLINE_ENV)
+
+
+def check_variables(environ: Mapping[str, str]) -> None:
+    """UnknownVariable for an ASKDOCS_ variable whose first part names no setting (pydantic-settings
+    ignores those; nested ones, ASKDOCS_CHAT__TOP_KK, are rejected by the groups themselves)."""
+    fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for variable in environ:
+        if variable.startswith(ENV_PREFIX) and variable not in NOT_SETTINGS:
+            if variable.split("__")[0] not in fields:
+                raise UnknownVariable(f"unknown variable {variable}{closest(variable, sorted(fields))}")
+
+
+def closest(name: str, known: list[str]) -> str:
+    """'; did you mean X?' for the most similar known name, or ''."""
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""

@@ -105,3 +105,49 @@ def test_a_question_file_with_a_utf8_bom_is_read(tmp_path: Path) -> None:
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "Wie spät?"}) + "\n", encoding="utf-8-sig")
     assert [q.question for q in read_questions(questions)] == ["Wie spät?"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("ASKDOCS_CHAT__TOP_KK", "unknown setting chat.top_kk; did you mean chat.top_k?"),
+        ("ASKDOCS_CHUNK_SIZ", "unknown variable ASKDOCS_CHUNK_SIZ; did you mean ASKDOCS_CHUNK_SIZE?"),
+        ("ASKDOCS_RETRIEVAL__FUSSION", "unknown setting retrieval.fussion; did you mean retrieval.fusion?"),
+    ],
+)
+def test_an_unknown_variable_is_one_line_naming_it_and_the_closest_known_one(
+    settings: Settings,
+    docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(variable, "3")
+    assert ingestion_cli.main([str(docs), "--data-dir", str(settings.data_dir)]) == EXIT_ERROR
+    assert one_line_error(capsys) == f"error: {message}\n"
+
+
+def test_an_unknown_keyword_or_env_file_key_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pydantic import ValidationError
+
+    from app.cli import settings_problem
+    from app.settings import load_settings
+
+    with pytest.raises(ValidationError) as error:
+        load_settings(chunk_szie=5)
+    assert settings_problem(error.value) == "unknown setting chunk_szie; did you mean chunk_size?"
+    (tmp_path / ".env").write_text("ASKDOCS_CHAT__TOPK=3\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError) as error:
+        load_settings()
+    assert settings_problem(error.value) == "unknown setting chat.topk; did you mean chat.top_k?"
+
+
+def test_the_sign_in_token_variable_is_not_a_setting(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.settings import load_settings
+
+    monkeypatch.setenv("ASKDOCS_TOKEN", "secret")
+    assert "secret" not in repr(load_settings().model_dump())
