@@ -34,6 +34,11 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
+def docstring_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """A command's parser whose --help shows its module docstring as written."""
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts: -k, --limit."""
     value = int(text)

@@ -34,10 +34,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = "askdocs-complete.json"
 ONNX_PROBE = "Which documents say how the ONNX export is checked?"
 
-# bitsandbytes on AVX512-BF16 CPUs warns at every start that it could not fetch a faster 4-bit kernel
-# from the Hugging Face Hub (the `kernels` package). We run offline, on its built-in kernel.
-logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels-community" not in str(record.msg))
-
 
 class ModelError(RuntimeError):
     """A model cannot be found or prepared; the message says what to do."""
@@ -203,11 +199,20 @@ def llm_device() -> Any:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
+@functools.cache  # one filter, however many models load
+def silence_hub_kernel_warning() -> None:
+    """bitsandbytes on AVX512-BF16 CPUs warns at every start that it could not fetch a faster 4-bit kernel
+    from the Hugging Face Hub (the `kernels` package). We run offline, on its built-in kernel."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    logger.addFilter(lambda record: "kernels-community" not in str(record.msg))
+
+
 def load_causal_lm(path: str, *, quantize: bool) -> Any:
     """The LLM on `llm_device()`: 4-bit NF4 with double quantization (bitsandbytes), or plain fp32."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    silence_hub_kernel_warning()
     device = llm_device()
     if not quantize:
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map={"": device})
@@ -287,7 +292,14 @@ def _is_complete(target: Path, gguf: Path) -> bool:
         return False
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m app.models",
+        description="Prepare the bundled models once: convert SmolLM2's GGUF for transformers and export "
+        "MiniLM to ONNX, under DATA_DIR/models.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from app.cli import cli_settings
 

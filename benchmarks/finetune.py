@@ -146,12 +146,17 @@ def tokens_per_step() -> float:
     return BATCH * statistics.mean(lengths)
 
 
-def main() -> int:
-    if len(sys.argv) > 1:
+def main(argv: list[str] | None = None) -> int:
+    from app.cli import docstring_parser
+
+    parser = docstring_parser("python -m benchmarks.finetune", __doc__)
+    parser.add_argument("phase", nargs="?", choices=PHASES, help="one side in this process (the benchmark runs each)")
+    phase = parser.parse_args(argv).phase
+    if phase:
         from app.settings import apply_environment, load_settings
 
         apply_environment(load_settings())
-        result = PHASES[sys.argv[1]]()
+        result = PHASES[phase]()
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return 0

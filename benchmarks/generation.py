@@ -312,12 +312,17 @@ def report(results: dict[str, dict], prompt_tokens: int) -> str:
     )
 
 
-def main() -> int:
-    from app.cli import quiet_libraries
+def main(argv: list[str] | None = None) -> int:
+    from app.cli import docstring_parser, quiet_libraries
 
+    parser = docstring_parser("python -m benchmarks.generation", __doc__)
+    parser.add_argument(
+        "variant", nargs="?", choices=VARIANTS, help="one variant in this process (the benchmark runs each)"
+    )
+    variant = parser.parse_args(argv).variant
     quiet_libraries()
-    if len(sys.argv) > 1:
-        print(json.dumps(measure(sys.argv[1])))
+    if variant:
+        print(json.dumps(measure(variant)))
         return 0
     results = {}
     for name in VARIANTS:

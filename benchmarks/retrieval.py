@@ -154,9 +154,10 @@ def report(r: dict) -> str:
     )
 
 
-def main() -> int:
-    from app.cli import quiet_libraries
+def main(argv: list[str] | None = None) -> int:
+    from app.cli import docstring_parser, quiet_libraries
 
+    docstring_parser("python -m benchmarks.retrieval", __doc__).parse_args(argv)
     quiet_libraries()
     text = report(run())
     print(text)

@@ -296,7 +296,10 @@ def build_one(source_name: str, target: str) -> Path:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     missing = [name for name in OUTPUTS if not (SOURCE_DIR / name).exists()]
     if missing:
         print(f"missing sources: {', '.join(missing)}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.chain import chain_from_settings
 from app.check import CheckedAnswer
+from app.cli import docstring_parser
 from app.settings import load_settings
 from evaluation.answers import reference_answerer
 from evaluation.data import Question, read_questions
@@ -68,11 +69,15 @@ def graded(ask: Callable[[Question], CheckedAnswer]) -> Iterator[tuple[str, Chec
 
 
 def main(argv: list[str]) -> int:
+    parser = docstring_parser("scripts/chain_held_out.py", __doc__)
+    parser.add_argument("adapter", nargs="?", help="adapter name or path (default: the chat's)")
+    parser.add_argument("--reference", action="store_true", help="data/qa's own answers, checked: the ceiling")
+    args = parser.parse_args(argv)
     settings = load_settings()
-    if argv == ["--reference"]:
+    if args.reference:
         ask = reference_answerer(settings)
     else:
-        chain = chain_from_settings(settings, adapter=argv[0] if argv else None)
+        chain = chain_from_settings(settings, adapter=args.adapter)
         ask = partial(ask_chain, chain)
     right = 0
     for question, result, ok, seconds in graded(ask):
