@@ -1,10 +1,12 @@
-"""python -m app: start the Streamlit chat on 127.0.0.1 with usage statistics off."""
+"""python -m app: start the Streamlit chat on 127.0.0.1 with usage statistics, magic and Deploy off."""
 
 import os
 import sys
 from pathlib import Path
 
 FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+# Also in app/.streamlit/config.toml; as flags they hold even over a user's own Streamlit config.
+FLAGS += ["--runner.magicEnabled", "false", "--client.toolbarMode", "minimal"]
 
 if __name__ == "__main__":
     from app.settings import load_settings

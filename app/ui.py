@@ -6,21 +6,21 @@ links or Streamlit directives from a document) and no HTML is ever allowed throu
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from app.settings import SEARCH_MODES, Settings, load_settings
+from app.ui_turns import answer_question, escape, keep_stopped_question, show_history
 
 NO_ADAPTER_LABEL = "none (base model)"
 SEARCH_HELP = "hybrid: meaning and exact words fused; dense: meaning only; bm25: exact words only."
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:$~=^])")
-
-
-def escape(text: str) -> str:
-    """Markdown-inert text: every character markdown or Streamlit could interpret is escaped."""
-    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+NO_DOCUMENTS = "No documents yet. Add documents in the sidebar or run `python -m ingestion DIR`."
+FIRST_SCREEN = (
+    "Ask a question below. Answers come only from the documents of the collection chosen in the sidebar, "
+    "with the passages they rest on; 👍/👎 under an answer is saved on this machine to improve the next adapter."
+)
 
 
 @st.cache_resource(show_spinner="Loading the model and the collection ...")
@@ -70,8 +70,7 @@ def sidebar(settings: Settings) -> dict[str, Any]:
     user = signed_in_user(settings)
     collections = collection_names(settings)
     if not collections:
-        st.error("No documents yet: run `python -m ingestion YOUR_FOLDER` (or `make demo`) first.")
-        st.stop()
+        first_documents(settings)
     collections = readable(settings, collections, user)
     if not collections:
         st.info("Every collection here is restricted: sign in (sidebar) to see yours.")
@@ -124,10 +123,21 @@ def model_caption(settings: Settings, adapter: str) -> str:
     return f"Base model: {escape(settings.llm_base)} ({llm_precision(settings)})  \nAdapter: {escape(adapter)}"
 
 
-def upload_form(settings: Settings, collection: str) -> None:
+def first_documents(settings: Settings) -> None:
+    """The first screen of an empty store: how to add documents, then a way into the chat."""
+    from app.store import collection_names
+
+    st.info(NO_DOCUMENTS)
+    upload_form(settings, settings.collection, expanded=True)
+    if collection_names(settings):
+        st.button("Start asking", type="primary", icon=":material/chat:")  # its click reruns into the chat
+    st.stop()
+
+
+def upload_form(settings: Settings, collection: str, expanded: bool = False) -> None:
     from app.uploads import allowed_types
 
-    with st.sidebar.expander("Add documents"):
+    with st.sidebar.expander("Add documents", expanded=expanded):
         files = st.file_uploader(
             "Documents", type=allowed_types(), accept_multiple_files=True, key=f"upload-{collection}"
         )
@@ -135,16 +145,26 @@ def upload_form(settings: Settings, collection: str) -> None:
             ingest_uploads(settings, collection, files)
 
 
+def upload_root(settings: Settings, collection: str) -> Path | None:
+    """The folder uploads are saved in: the collection's own, or for a first collection one in the data dir."""
+    from app.store import has_collection, source_root
+
+    if not has_collection(settings, collection):
+        return settings.data_dir / "documents" / collection
+    root = source_root(settings, collection)
+    return root if root is not None and root.is_dir() else None
+
+
 def ingest_uploads(settings: Settings, collection: str, files: list[Any]) -> None:
-    from app.store import source_root
+    from app.store import StoreError
     from app.uploads import UploadError, save_upload
     from ingestion.pipeline import ingest
 
-    root = source_root(settings, collection)
-    if root is None or not root.is_dir():
+    root = upload_root(settings, collection)
+    if root is None:
         st.error(f"The folder of '{collection}' is unknown here: run `python -m ingestion FOLDER` once.")
         return
-    limit = int(settings.max_file_mb * 1e6)
+    limit = int(settings.max_file_mb * 2**20)  # MB as ingestion counts them
     with st.status(f"Ingesting {len(files)} file(s) ...", expanded=True) as status:
         for upload in files:
             try:
@@ -152,7 +172,11 @@ def ingest_uploads(settings: Settings, collection: str, files: list[Any]) -> Non
                 st.text(f"saved {upload.name}")
             except UploadError as exc:
                 st.text(f"refused: {exc}")
-        report = ingest(root, load_settings(collection=collection))
+        try:
+            report = ingest(root, load_settings(collection=collection))
+        except StoreError as exc:  # e.g. another ingestion is writing to the store: the files wait in the folder
+            status.update(label=f"Not ingested: {exc}", state="error")
+            return
         counts = {k: v for k, v in report.counts().items() if v}
         st.text(", ".join(f"{k} {v}" for k, v in counts.items()) + f"; {report.chunks_total} chunks in total")
         for result in report.failed:
@@ -161,52 +185,9 @@ def ingest_uploads(settings: Settings, collection: str, files: list[Any]) -> Non
     cached_chain.clear()  # the retriever must see the new chunks
 
 
-def show_answer(checked: Any) -> None:
-    """The checked answer, sentence by sentence, unsupported ones marked; then sources and details."""
-    if checked.refused:
-        st.markdown(escape(checked.answer))
-        st.caption(escape(checked.reason))
-    else:
-        st.markdown(
-            " ".join(escape(s.text) + (f" \\[{s.source}\\]" if s.supported else " ⚠️") for s in checked.sentences)
-        )
-        if checked.unsupported:
-            st.caption("⚠️ not supported by the retrieved passages; check before relying on it.")
-    with st.expander(f"Sources ({len(checked.sources)})"):
-        for source in checked.sources:
-            where = " · ".join(str(source[k]) for k in ("source", "section", "page") if k in source)
-            st.markdown(f"**\\[{source['n']}\\]** {escape(where)} — score {source.get('score', 0):.2f}")
-            st.text(source["snippet"][:600])
-    with st.expander("Details"):
-        st.text(f"search query: {checked.query}")
-        st.text(f"model's answer before the check: {checked.raw_answer}")
-        if checked.removed_citations:
-            st.text(f"removed citations to passages that were not shown: {checked.removed_citations}")
-
-
-def ask(chain: Any, question: str, history: list[tuple[str, str]]) -> Any:
-    """Stream the answer's tokens, then replace them with the checked answer."""
-    from app.chain import stream_answer
-
-    result: list[Any] = []
-
-    async def tokens() -> Any:
-        async for item in stream_answer(chain, {"question": question, "history": history}):
-            if isinstance(item, str):
-                yield escape(item)
-            else:
-                result.append(item)
-
-    placeholder = st.empty()
-    with placeholder.container():
-        st.write_stream(tokens())
-    placeholder.empty()
-    show_answer(result[0])
-    return result[0]
-
-
 def main() -> None:
     st.set_page_config(page_title="askdocs", page_icon=":material/description:")
+    st.title("Ask your documents")
     settings = load_settings()
     choice = sidebar(settings)
     from app.access import AccessError
@@ -220,19 +201,12 @@ def main() -> None:
         st.error(str(exc))
         st.stop()
     messages = st.session_state.setdefault("messages", [])
-    for message in messages:
-        with st.chat_message(message["role"]):
-            st.markdown(escape(message["content"])) if message["role"] == "user" else show_answer(message["checked"])
+    keep_stopped_question(messages)
+    if not messages:
+        st.caption(FIRST_SCREEN)
+    show_history(messages, settings.data_dir)
     if question := st.chat_input("Ask about your documents"):
-        with st.chat_message("user"):
-            st.markdown(escape(question))
-        history = [(m["question"], m["checked"].answer) for m in messages if m["role"] == "assistant"]
-        with st.chat_message("assistant"):
-            checked = ask(chain, question, history)
-        messages += [
-            {"role": "user", "content": question},
-            {"role": "assistant", "question": question, "checked": checked, "content": checked.answer},
-        ]
+        answer_question(chain, question, messages, choice, settings.data_dir)
 
 
 main()

@@ -1,13 +1,20 @@
 """The Streamlit chat through AppTest, with the real models over data/sample_docs: ask, get a
-checked answer with sources; switch adapter; upload a file into the collection."""
+checked answer with sources; switch adapter; upload a file into the collection; several turns
+replayed cleanly; 👍/👎 saved; the first screen of an empty store."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.feedback import FEEDBACK_FILE
+from app.ui_turns import STOPPED
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -65,3 +72,99 @@ def test_upload_is_ingested_into_the_collection(app: AppTest, chat_data_dir: Pat
     root = source_root(settings, "docs")
     assert root is not None and (root / "uploads" / "canteen.md").is_file()
     assert client(settings).get_collection("docs").count() > before
+
+
+def page_nodes(node: Any) -> Iterator[Any]:
+    """Every element and block on the page (AppTest's tree), depth first."""
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from page_nodes(child)
+
+
+def page_junk(app: AppTest) -> list[str]:
+    """What a broken page shows: help tables, JSON dumps, exceptions, stray "None" / "DeltaGenerator"."""
+    junk = []
+    for node in page_nodes(app._tree):
+        if node.type in ("help", "help_info", "json", "exception"):  # help_info: st.help's element
+            junk.append(f"a {node.type} element")
+        text = node.value if isinstance(getattr(node, "value", None), str) else getattr(node, "label", "") or ""
+        if re.search(r"\bNone\b|DeltaGenerator", text):
+            junk.append(text[:80])
+    return junk
+
+
+def test_two_turns_replay_as_they_were_said(app: AppTest) -> None:
+    app.sidebar.selectbox[1].select("none (base model)").run()
+    app.chat_input[0].set_value("How do I reset my VPN password?").run()
+    app.chat_input[0].set_value("And who do I call if that fails?").run()
+    app.run()  # one more run: now both turns come from the history
+    assert not app.exception
+    assert page_junk(app) == []
+    messages = app.get("chat_message")
+    assert [m.name for m in messages] == ["user", "assistant", "user", "assistant"]
+    for message in messages[1::2]:  # every answer keeps its sources, details and time
+        labels = [e.label for e in message.expander]
+        assert labels[0].startswith("Sources (") and labels[0] != "Sources (0)" and labels[1] == "Details"
+        assert any(c.value.endswith(" s") for c in message.caption)
+    assert "reset" in messages[0].markdown[0].value and "fails" in messages[2].markdown[0].value
+
+
+def test_page_junk_sees_what_magic_writes() -> None:
+    script = "import streamlit as st\nst.markdown('hi') if True else None\nNone\n"
+    broken = AppTest.from_string(script).run()  # magic is on in AppTest: both lines write something
+    assert page_junk(broken)[0] == "a help_info element"
+    assert page_junk(broken)[1].startswith("DeltaGenerator") and page_junk(broken)[2] == "`None`"
+
+
+def test_each_answer_takes_a_thumb_and_a_correction(app: AppTest, chat_data_dir: Path) -> None:
+    feedback = chat_data_dir / FEEDBACK_FILE
+    feedback.unlink(missing_ok=True)
+    app.sidebar.selectbox[1].select("none (base model)").run()
+    app.chat_input[0].set_value("How do I reset my VPN password?").run()
+    app.feedback[0].set_value(1).run()  # 👍: saved at once
+    app.chat_input[0].set_value("How many vacation days do I get?").run()
+    app.feedback[1].set_value(0).run()  # 👎: asks for a correction first
+    assert len(feedback.read_text().splitlines()) == 1
+    app.text_area[0].input("30 days a year.")
+    next(b for b in app.button if b.label == "Save 👎").click().run()
+    assert not app.exception
+    up, down = (json.loads(line) for line in feedback.read_text().splitlines())
+    assert (up["rating"], up["correction"], up["history"]) == ("up", None, [])
+    assert (
+        up["question"] == "How do I reset my VPN password?" and up["adapter"] == "none" and up["collection"] == "docs"
+    )
+    assert (down["rating"], down["correction"]) == ("down", "30 days a year.")
+    assert down["history"] == [[up["question"], up["answer"]]]
+    assert [c.value for c in app.caption if c.value.startswith("Feedback saved")] == [
+        "Feedback saved (👍).",
+        "Feedback saved (👎).",
+    ]
+
+
+def test_an_interrupted_question_stays_on_the_page_with_a_note(app: AppTest) -> None:
+    app.session_state["pending"] = "How do I reset my VPN password?"  # what a Stop mid-answer leaves behind
+    app.run()
+    messages = app.get("chat_message")
+    assert [m.name for m in messages] == ["user", "assistant"]
+    assert "VPN" in messages[0].markdown[0].value
+    assert messages[1].caption[0].value == STOPPED
+    app.run()
+    assert len(app.get("chat_message")) == 2  # noted once
+
+
+def test_the_first_screen_without_documents_says_how_to_add_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASKDOCS_DATA_DIR", str(tmp_path / "data"))
+    app = AppTest.from_file(UI, default_timeout=300).run()
+    assert not app.exception
+    assert app.title[0].value == "Ask your documents"
+    assert "Add documents in the sidebar or run `python -m ingestion DIR`" in app.info[0].value
+    app.sidebar.file_uploader[0].upload(  # type: ignore[attr-defined]
+        "canteen.md", b"# Canteen\n\nThe canteen serves lunch from 11:30 to 14:00 on weekdays.\n", "text/markdown"
+    ).run()
+    app.sidebar.button[0].click().run()  # "Ingest into docs": the first collection, in the data dir
+    assert not app.exception
+    assert (tmp_path / "data" / "documents" / "docs" / "uploads" / "canteen.md").is_file()
+    app.button[-1].click().run()  # "Start asking"
+    assert not app.info and app.chat_input
