@@ -15,7 +15,7 @@ LLAMA_CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 endif
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 ORT_DISABLE_TELEMETRY=1 ANONYMIZED_TELEMETRY=False
 
-.PHONY: demo chat test install models ingest sample-adapter adapter eval django-eval lint bench sample-docs clean
+.PHONY: demo chat test install models ingest sample-adapter adapter eval django-eval sqlalchemy-eval celery-eval lint bench sample-docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -71,6 +71,15 @@ django-eval: models
 	$(OFFLINE) $(PY) -m ingestion data/django_docs --collection django
 	$(OFFLINE) ASKDOCS_RETRIEVAL__PER_SOURCE=1 $(PY) -m evaluation data/qa/django_faq.jsonl --collection django \
 		--report benchmarks/eval_django.md
+
+# The SQLAlchemy and Celery sets, built the same way by scripts/build_debian_faq_eval.py from Debian's
+# python-sqlalchemy-doc (215 pages, 41 FAQ questions) and python-celery-doc (349 pages, 23 questions):
+# collections "sqlalchemy" and "celery", reports benchmarks/eval_sqlalchemy.md and eval_celery.md.
+sqlalchemy-eval celery-eval: %-eval: models
+	$(PY) scripts/build_debian_faq_eval.py $*
+	$(OFFLINE) $(PY) -m ingestion data/$*_docs --collection $*
+	$(OFFLINE) ASKDOCS_RETRIEVAL__PER_SOURCE=1 $(PY) -m evaluation data/qa/$*_faq.jsonl --collection $* \
+		--report benchmarks/eval_$*.md
 
 # The Streamlit chat on http://127.0.0.1:8501 (loopback only, no usage statistics).
 chat: models
