@@ -199,20 +199,11 @@ def llm_device() -> Any:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
-@functools.cache  # one filter, however many models load
-def silence_hub_kernel_warning() -> None:
-    """bitsandbytes on AVX512-BF16 CPUs warns at every start that it could not fetch a faster 4-bit kernel
-    from the Hugging Face Hub (the `kernels` package). We run offline, on its built-in kernel."""
-    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
-    logger.addFilter(lambda record: "kernels-community" not in str(record.msg))
-
-
 def load_causal_lm(path: str, *, quantize: bool) -> Any:
     """The LLM on `llm_device()`: 4-bit NF4 with double quantization (bitsandbytes), or plain fp32."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    silence_hub_kernel_warning()
     device = llm_device()
     if not quantize:
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map={"": device})

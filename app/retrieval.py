@@ -119,10 +119,14 @@ class HybridRetriever(BaseRetriever):
     source_glob: str | None = None  # e.g. "hr/*" or "*.pdf", matched against the chunk's source
     file_types: tuple[str, ...] = ()  # e.g. ["pdf", "docx"]
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        """`k` for this call only (`invoke(query, k=1)`, LangChain's retriever contract); default `self.k`."""
+        k = k or self.k
         vector = self.embeddings.embed_query(query)
         pooled = self.options.mode == "hybrid" or self.options.per_source  # fusion's or spreading's pool
-        depth = max(self.options.candidates, self.k) if pooled else self.k
+        depth = max(self.options.candidates, k) if pooled else k
         rankings: list[tuple[float, Scored]] = []
         for n, searchable in enumerate(self.searchables):
             allowed = searchable.allowed(self.source_glob, self.file_types)
@@ -134,7 +138,7 @@ class HybridRetriever(BaseRetriever):
                 rankings.append((self.options.bm25_weight, [((n, i), score) for i, score in hits]))
         ranked = fuse(rankings, self.options)
         ranked = spread(ranked, lambda key: (key[0], self.searchables[key[0]].source[key[1]]), self.options.per_source)
-        return self.documents(ranked[: self.k], vector)
+        return self.documents(ranked[:k], vector)
 
     def documents(self, keys: list[tuple[int, str]], vector: list[float]) -> list[Document]:
         """The chunks for (collection number, id) keys, in order, scored by cosine similarity."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -281,6 +283,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 def apply_environment(settings: Settings) -> None:
     """Telemetry always off; hub access off unless the user allowed it. Must run before HF imports."""
+    silence_hub_kernel_warning()
     for key, value in TELEMETRY_ENV.items():
         os.environ.setdefault(key, value)
     if settings.offline:
@@ -292,12 +295,19 @@ def check_variables(environ: Mapping[str, str]) -> None:
     ignores those; nested ones, ASKDOCS_CHAT__TOP_KK, are rejected by the groups themselves)."""
     fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     for variable in environ:
-        if variable.startswith(ENV_PREFIX) and variable not in NOT_SETTINGS:
-            if variable.split("__")[0] not in fields:
-                raise UnknownVariable(f"unknown variable {variable}{closest(variable, sorted(fields))}")
+        if variable.startswith(ENV_PREFIX) and variable not in NOT_SETTINGS and variable.split("__")[0] not in fields:
+            raise UnknownVariable(f"unknown variable {variable}{closest(variable, sorted(fields))}")
 
 
 def closest(name: str, known: list[str]) -> str:
     """'; did you mean X?' for the most similar known name, or ''."""
     match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f"; did you mean {match[0]}?" if match else ""
+
+
+@functools.cache  # one filter per process
+def silence_hub_kernel_warning() -> None:
+    """bitsandbytes on AVX512-BF16 CPUs warns when it is imported that it could not fetch a faster 4-bit
+    kernel from the Hugging Face Hub (the `kernels` package). We run offline, on its built-in kernel."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    logger.addFilter(lambda record: "kernels-community" not in str(record.msg))

@@ -142,7 +142,7 @@ def test_a_broken_or_stale_onnx_export_is_made_again(settings: Settings, tmp_pat
 def test_only_bitsandbytes_hub_kernel_warning_is_silenced(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    models.silence_hub_kernel_warning()  # as load_causal_lm does before loading a model
+    load_settings()  # every entry point does, before anything imports bitsandbytes
     name = "bitsandbytes.backends.cpu.ops"
     logger = logging.getLogger(name)
     # The logger's own level: an earlier test's quiet_libraries() leaves "bitsandbytes" at ERROR.
