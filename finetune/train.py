@@ -186,13 +186,9 @@ def check_memory(base_path: str, method: str) -> None:
 
 
 def available_memory() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def start_manifest(settings: Settings, base_path: str, tokenizer: Any, prepared: Prepared) -> dict[str, Any]:
