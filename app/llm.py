@@ -259,6 +259,9 @@ def until_stop(pieces: Iterable[str], stop: list[str]) -> Iterator[str]:
         yield held
 
 
+# Not langchain-huggingface's ChatHuggingFace: it wraps a HuggingFacePipeline bound to one model, while
+# the chat shares one copy of the 4-bit base between sessions and switches the LoRA adapter per call under
+# a lock (LoadedModel.using), with stop strings and a repetition penalty on the answer only.
 class LocalChatModel(BaseChatModel):
     """Streams tokens from the shared model, rendering messages with the model's own chat template.
     `max_new_tokens` and `temperature` can also be given per call (`invoke(..., max_new_tokens=8)`)."""

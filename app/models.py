@@ -159,7 +159,9 @@ def _onnx_runner(model: SentenceTransformer, target: Path) -> Callable[[list[str
 
 
 def _export_onnx(model: SentenceTransformer, target: Path) -> None:
-    """Token ids in, the pooled sentence embedding out: the whole sentence-transformers pipeline."""
+    """Token ids in, the pooled sentence embedding out: the whole sentence-transformers pipeline.
+    Not sentence-transformers' own `backend="onnx"`: it exports through optimum, whose current release
+    pins transformers < 5 (checked 2026-12-04: pip would downgrade transformers 5.x to 4.57)."""
     import torch
 
     sample = model.preprocess([ONNX_PROBE])
