@@ -19,7 +19,8 @@ SEARCH_HELP = "hybrid: meaning and exact words fused; dense: meaning only; bm25:
 NO_DOCUMENTS = "No documents yet. Add documents in the sidebar or run `python -m ingestion DIR`."
 FIRST_SCREEN = (
     "Ask a question below. Answers come only from the documents of the collection chosen in the sidebar, "
-    "with the passages they rest on; 👍/👎 under an answer is saved on this machine to improve the next adapter."
+    "with the passages they rest on. :material/thumb_up: / :material/thumb_down: under an answer is saved on this "
+    "machine to improve the next adapter."
 )
 
 

@@ -157,8 +157,23 @@ def sync_stream(stream: AsyncIterator[Any]) -> Iterator[Any]:
             except StopAsyncIteration:
                 return
     finally:
-        loop.run_until_complete(stream.aclose())  # type: ignore[attr-defined]
-        loop.close()
+        try:
+            finish(loop, stream)
+        finally:
+            loop.close()
+
+
+def finish(loop: asyncio.AbstractEventLoop, stream: AsyncIterator[Any]) -> None:
+    """Close a stream that may have stopped half-way, and everything it started on `loop`."""
+    loop.run_until_complete(stream.aclose())  # type: ignore[attr-defined]
+    # aclose() leaves what the stream was reading running (LangChain's tasks and event streams, the
+    # model's token stream): they stop here, which ends the generation and releases the model's lock.
+    if pending := asyncio.all_tasks(loop):
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())
 
 
 def show_feedback(message: dict[str, Any], key: int, data_dir: Path) -> None:
@@ -167,11 +182,13 @@ def show_feedback(message: dict[str, Any], key: int, data_dir: Path) -> None:
         "thumbs", key=f"rating-{key}", on_change=rated, args=(message, key, data_dir), disabled="saved" in message
     )
     if "saved" in message:
-        st.caption(f"Feedback saved ({message['saved']}).")
+        st.caption(f"Feedback saved: :material/thumb_{message['saved']}:")
     elif rating == 0:
         with st.form(f"correction-{key}", border=False):
             st.text_area("What should the answer have been? (optional)", key=f"correction-{key}-text")
-            st.form_submit_button("Save 👎", on_click=corrected, args=(message, key, data_dir))
+            st.form_submit_button(
+                "Save", icon=":material/thumb_down:", on_click=corrected, args=(message, key, data_dir)
+            )
 
 
 def rated(message: dict[str, Any], key: int, data_dir: Path) -> None:
@@ -195,4 +212,4 @@ def save(message: dict[str, Any], rating: str, correction: str | None, data_dir:
         correction=correction,
     )
     save_feedback(data_dir, record)
-    message["saved"] = "👍" if rating == "up" else "👎"
+    message["saved"] = rating

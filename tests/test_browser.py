@@ -29,11 +29,14 @@ pytestmark = [
 
 
 @contextmanager
-def streamlit_app(data_dir: Path, log: Path) -> Iterator[str]:
-    """The chat as a user starts it (`python -m app`) on a free loopback port, base model, short answers."""
+def streamlit_app(data_dir: Path, log: Path, **settings: str) -> Iterator[str]:
+    """The chat as a user starts it (`python -m app`) on a free loopback port, by default with the base
+    model and short answers; `settings` are more ASKDOCS_ variables (ADAPTER="" for the newest adapter)."""
     port = free_port()
     env = os.environ | {"ASKDOCS_DATA_DIR": str(data_dir), "ASKDOCS_ADAPTER": "none"}
     env["ASKDOCS_CHAT__MAX_NEW_TOKENS"] = str(MAX_NEW_TOKENS)
+    env |= {f"ASKDOCS_{name}": value for name, value in settings.items()}
+    env = {name: value for name, value in env.items() if value != ""}
     with log.open("w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def test_each_answer_takes_a_thumb_and_a_correction(app: AppTest, chat_data_dir:
     app.feedback[1].set_value(0).run()  # 👎: asks for a correction first
     assert len(feedback.read_text().splitlines()) == 1
     app.text_area[0].input("30 days a year.")
-    next(b for b in app.button if b.label == "Save 👎").click().run()
+    next(b for b in app.button if b.label == "Save").click().run()
     assert not app.exception
     up, down = (json.loads(line) for line in feedback.read_text().splitlines())
     assert (up["rating"], up["correction"], up["history"]) == ("up", None, [])
@@ -136,8 +137,8 @@ def test_each_answer_takes_a_thumb_and_a_correction(app: AppTest, chat_data_dir:
     assert (down["rating"], down["correction"]) == ("down", "30 days a year.")
     assert down["history"] == [[up["question"], up["answer"]]]
     assert [c.value for c in app.caption if c.value.startswith("Feedback saved")] == [
-        "Feedback saved (👍).",
-        "Feedback saved (👎).",
+        "Feedback saved: :material/thumb_up:",
+        "Feedback saved: :material/thumb_down:",
     ]
 
 
@@ -168,3 +169,22 @@ def test_the_first_screen_without_documents_says_how_to_add_them(
     assert (tmp_path / "data" / "documents" / "docs" / "uploads" / "canteen.md").is_file()
     app.button[-1].click().run()  # "Start asking"
     assert not app.info and app.chat_input
+
+
+def test_an_answer_stopped_half_way_frees_the_model_for_the_next_question(chat_data_dir: Path) -> None:
+    from app.chain import chain_from_settings, stream_answer
+    from app.settings import Settings
+    from app.ui_turns import sync_stream
+
+    chain = chain_from_settings(Settings(data_dir=chat_data_dir), adapter="none", max_new_tokens=200)
+    long_answer = {"question": "Describe the KD-400 sensor and every one of its features in detail.", "history": []}
+    items = sync_stream(stream_answer(chain, long_answer))
+    first = [next(items) for _ in range(3)]
+    assert all(isinstance(item, str) for item in first)  # still writing
+    items.close()  # what Stop (a rerun mid-answer) does to the stream
+    answers: list[Any] = []
+    question = {"question": "How do I reset my VPN password?", "history": []}
+    thread = threading.Thread(target=lambda: answers.append(chain.invoke(question)), daemon=True)
+    thread.start()
+    thread.join(timeout=180)  # a stream left open would hold the model's lock for ever
+    assert answers, "the next question waited for the stopped one"
