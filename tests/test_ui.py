@@ -188,3 +188,16 @@ def test_an_answer_stopped_half_way_frees_the_model_for_the_next_question(chat_d
     thread.start()
     thread.join(timeout=180)  # a stream left open would hold the model's lock for ever
     assert answers, "the next question waited for the stopped one"
+
+
+def test_an_upload_while_another_ingestion_writes_says_so(app: AppTest, chat_data_dir: Path) -> None:
+    from filelock import FileLock
+
+    app.sidebar.file_uploader[0].upload(  # type: ignore[attr-defined]
+        "parking.md", b"# Parking\n\nVisitors park on level -1 of the garage.\n", "text/markdown"
+    ).run()
+    with FileLock(str(chat_data_dir / "chroma" / "ingest.lock")):  # as `python -m ingestion` holds it
+        app.sidebar.button[1].click().run()
+    assert not app.exception
+    labels = [status.label for status in app.sidebar.status]
+    assert any(label.startswith("Not ingested: another ingestion is writing") for label in labels), labels
