@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ def tokens(items: Iterator[Any], status: Any, result: list[Any]) -> Iterator[str
             yield escape(item)
 
 
-def sync_stream(stream: AsyncIterator[Any]) -> Iterator[Any]:
+def sync_stream(stream: AsyncIterator[Any]) -> Generator[Any, None, None]:
     """The async stream as a plain generator. Closed early (Stop), it closes the stream too, so the
     model stops generating and frees its lock for the next question (Streamlit's own conversion
     leaves the stream open)."""

@@ -113,7 +113,7 @@ def ask(browser: Any, question: str, watch: bool = False) -> str:
     shown = wait.until(lambda b: answering(b, turns)) if watch else ""
     wait.until(lambda b: len(texts := assistant_texts(b)) == turns and has_answer_block(texts[-1]))
     wait_idle(browser)
-    return shown
+    return shown or ""
 
 
 def assistant_texts(browser: Any) -> list[str]:
@@ -232,7 +232,8 @@ def keep_screenshot(browser: Any, tmp_path: Path) -> Path:
     raw = tmp_path / "raw.png"
     browser.save_screenshot(str(raw))
     image = Image.open(raw).convert("RGB")
-    image = image.resize((SCREENSHOT_WIDTH, round(image.height * SCREENSHOT_WIDTH / image.width)), Image.LANCZOS)
+    height = round(image.height * SCREENSHOT_WIDTH / image.width)
+    image = image.resize((SCREENSHOT_WIDTH, height), Image.Resampling.LANCZOS)
     target = ROOT / os.environ.get("CHAT_SCREENSHOT_DIR", tmp_path) / "chat_three_turns.png"
     image.quantize(colors=64).save(target, optimize=True)  # a UI screenshot: few colours, small file
     assert target.stat().st_size < 400_000

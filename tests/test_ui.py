@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ def test_two_turns_replay_as_they_were_said(app: AppTest) -> None:
     app.run()  # one more run: now both turns come from the history
     assert not app.exception
     assert page_junk(app) == []
-    messages = app.get("chat_message")
+    messages: Sequence[Any] = app.get("chat_message")
     assert [m.name for m in messages] == ["user", "assistant", "user", "assistant"]
     for message in messages[1::2]:  # every answer keeps its sources, details and time
         labels = [e.label for e in message.expander]
@@ -145,7 +145,7 @@ def test_each_answer_takes_a_thumb_and_a_correction(app: AppTest, chat_data_dir:
 def test_an_interrupted_question_stays_on_the_page_with_a_note(app: AppTest) -> None:
     app.session_state["pending"] = "How do I reset my VPN password?"  # what a Stop mid-answer leaves behind
     app.run()
-    messages = app.get("chat_message")
+    messages: Sequence[Any] = app.get("chat_message")
     assert [m.name for m in messages] == ["user", "assistant"]
     assert "VPN" in messages[0].markdown[0].value
     assert messages[1].caption[0].value == STOPPED
