@@ -3,6 +3,10 @@
     question (+ history) → rewrite follow-up → retriever + RunnablePassthrough → prompt → LLM
     → StrOutputParser → RunnableLambda(check)
 
+A follow-up is searched twice, for its standalone query and for the previous question with the
+follow-up, and the two rankings are fused (`followup_search`). The model is asked the rewrite, or,
+when the rewrite was unusable, the question as the user wrote it (`asked_question`).
+
 The retrieved documents travel beside the answer (`RunnablePassthrough.assign`) because the check
 must see exactly the passages the prompt showed the model.
 """
@@ -19,7 +23,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBranch,
+    RunnableLambda,
+    RunnableParallel,
+    RunnablePassthrough,
+)
 
 from app.check import REFUSAL, CheckedAnswer, Embed, check
 from app.injection import defuse
@@ -43,6 +53,7 @@ ANSWER_LLM = "answer-llm"  # the run name that marks the tokens to stream
 # Where a small model, its answer written, goes on to write a passage, a heading or a new prompt
 # ("\n\n[5] (policies/...)") instead of ending: generation stops there and the answer stands alone.
 ANSWER_STOP = ["\n[", "\n#", "Question:", "Context:"]
+RRF_K = 60  # the usual reciprocal-rank constant (Cormack et al. 2009), as app/retrieval.py's default
 REWRITE = (
     "Rewrite the last question so it can be understood without the conversation. "
     "Reply with the question only.\n\nConversation:\n{history}\n\nLast question: {question}"
@@ -71,25 +82,37 @@ def format_history(history: list[tuple[str, str]]) -> str:
     return "\n".join(f"User: {q}\nAssistant: {a}" for q, a in history)
 
 
-def standalone_question(llm: BaseChatModel, turns: int) -> Runnable:
-    """The question as is, or rewritten from the last `turns` exchanges when it is a follow-up."""
+def rewritten_question(llm: BaseChatModel, turns: int) -> Runnable:
+    """The model's standalone version of a follow-up, as written from the last `turns` exchanges;
+    None for a first question (or `turns` 0), which needs none."""
     rewrite = (
         RunnablePassthrough.assign(history=lambda x: format_history(x["history"][-turns:]))
         | ChatPromptTemplate.from_messages([("human", REWRITE)])
         | llm
         | StrOutputParser()
     )
-    with_fallback = RunnablePassthrough.assign(rewritten=rewrite) | RunnableLambda(usable_rewrite)
-    return RunnableBranch((lambda x: not x.get("history") or turns == 0, itemgetter("question")), with_fallback)
+    return RunnableBranch((lambda x: not x.get("history") or turns == 0, RunnableLambda(lambda _: None)), rewrite)
 
 
 def usable_rewrite(inputs: dict[str, Any]) -> str:
-    """Small models sometimes answer instead of rewriting: then search with the last question too."""
-    rewritten = inputs["rewritten"].strip().strip('"')
-    question = inputs["question"]
+    """The standalone question: the question itself when nothing was rewritten, else the rewrite; small
+    models sometimes answer instead of rewriting, and then the previous question and this one together."""
+    question, rewritten = inputs["question"], inputs["rewritten"]
+    if rewritten is None:
+        return question
+    rewritten = rewritten.strip().strip('"')
     if rewritten and rewritten.endswith("?") and len(rewritten) < 3 * len(question) + 80:
         return rewritten
-    return f"{inputs['history'][-1][0]} {question}"
+    return with_previous_question(inputs)
+
+
+def asked_question(inputs: dict[str, Any]) -> str:
+    """The question in the prompt: the standalone query, except where that is the fallback (previous
+    question + this one): given two questions, the 135M model answers the first, and after a change
+    of topic that is the wrong one (benchmarks/RESULTS.md, "Follow-ups"). The search and the check
+    keep the fallback, which carries what a follow-up refers to."""
+    fallback = bool(inputs.get("history")) and inputs["query"] == with_previous_question(inputs)
+    return inputs["question"] if fallback else inputs["query"]
 
 
 def build_chain(
@@ -97,19 +120,61 @@ def build_chain(
 ) -> Runnable[dict[str, Any], CheckedAnswer]:
     """Input: {"question": str, "history": [(question, answer), ...]}; output: a `CheckedAnswer`."""
     answer = (
-        {"context": itemgetter("docs") | RunnableLambda(format_docs), "question": itemgetter("query")}
+        {"context": itemgetter("docs") | RunnableLambda(format_docs), "question": RunnableLambda(asked_question)}
         | rag_prompt()
         | llm.bind(stop=ANSWER_STOP).with_config(run_name=ANSWER_LLM)
         | StrOutputParser()
     )
     return (
-        RunnablePassthrough.assign(query=standalone_question(llm, settings.history_turns)).with_config(
-            run_name="rewrite"
-        )
-        | RunnablePassthrough.assign(docs=itemgetter("query") | retriever).with_config(run_name="retrieve")
+        search_chain(llm, retriever, settings)
         | RunnablePassthrough.assign(answer=answer).with_config(run_name="answer")
         | RunnableLambda(partial(check, settings=settings, embed=embed)).with_config(run_name="check")
     ).with_config(run_name="askdocs")
+
+
+def search_chain(llm: BaseChatModel, retriever: BaseRetriever, settings: ChatSettings) -> Runnable:
+    """{question, history} plus `rewritten` (the model's rewrite of a follow-up), `query` (the standalone
+    question) and `docs`: the chain up to the prompt, which python -m evaluation also runs alone."""
+    turns = settings.history_turns
+    rewrite = RunnablePassthrough.assign(rewritten=rewritten_question(llm, turns)) | RunnablePassthrough.assign(
+        query=usable_rewrite
+    )
+    search = RunnablePassthrough.assign(docs=followup_search(retriever, turns))
+    return rewrite.with_config(run_name="rewrite") | search.with_config(run_name="retrieve")
+
+
+def followup_search(retriever: BaseRetriever, turns: int) -> Runnable:
+    """Chunks for the standalone query; after earlier turns, fused by reciprocal rank with the chunks
+    for the previous question and this one together, so a rewrite that reads well but has lost what
+    the follow-up points back to ("And who runs it?" → "Who runs the company?") cannot take
+    the previous turn's source away. When the rewrite was unusable the two searches are the same."""
+    both = RunnableParallel(  # in this order: ties go to the search that needs no model
+        with_previous=RunnableLambda(with_previous_question) | retriever,
+        rewritten=itemgetter("query") | retriever,
+    ) | RunnableLambda(fuse_rankings)
+    return RunnableBranch((lambda x: not x.get("history") or turns == 0, itemgetter("query") | retriever), both)
+
+
+def with_previous_question(inputs: dict[str, Any]) -> str:
+    return f"{inputs['history'][-1][0]} {inputs['question']}"
+
+
+def fuse_rankings(rankings: dict[str, list[Document]]) -> list[Document]:
+    """One list from several rankings of chunks, by reciprocal rank (a chunk found by both rises), as long
+    as the longest; a chunk keeps the score of the first ranking that found it."""
+    from app.retrieval import rrf
+
+    lists = list(rankings.values())
+    by_key: dict[tuple[Any, Any], Document] = {}
+    for docs in lists:
+        for doc in docs:
+            by_key.setdefault(chunk_key(doc), doc)
+    ranked = rrf([(1.0, [chunk_key(d) for d in docs]) for docs in lists], RRF_K)
+    return [by_key[key] for key in ranked[: max(map(len, lists), default=0)]]
+
+
+def chunk_key(doc: Document) -> tuple[Any, Any]:
+    return doc.metadata.get("collection"), doc.id or doc.page_content
 
 
 async def stream_answer(chain: Runnable, inputs: dict[str, Any]) -> AsyncIterator[str | CheckedAnswer]:

@@ -77,7 +77,8 @@ def evaluate(settings: Settings, questions: list[Question], configs: list[Config
         answer: Answerer | None = None  # loaded on the first answer not in the cache
         records = []
         for q in tqdm(questions, desc=f"answers ({config.name})", unit="q", disable=None):
-            key = hashlib.sha256(json.dumps([identity, q.question]).encode()).hexdigest()
+            asked = [q.question, *([q.history] if q.history else [])]  # a follow-up's answer depends on its history
+            key = hashlib.sha256(json.dumps([identity, *asked]).encode()).hexdigest()
             record = cache.get(key)
             if record is None:
                 answer = answer or Answerer(settings, config)
@@ -161,7 +162,7 @@ class Answerer:
                 "cited": [],
                 "grounded": None,
             }
-        return record(self.run.invoke({"question": question.question, "history": []}))
+        return record(self.run.invoke({"question": question.question, "history": list(question.history)}))
 
 
 def reference_answerer(settings: Settings) -> Callable[[Question], CheckedAnswer]:

@@ -3,6 +3,7 @@
     python -m evaluation data/qa/eval.jsonl                        # dense / bm25 / hybrid table
     python -m evaluation data/qa/eval.jsonl --answers no-rag,rag,rag+newest --limit 20
     python -m evaluation data/qa/eval.jsonl --min-recall-at-5 0.9   # a gate: exit 1 below it
+    python -m evaluation data/qa/followups.jsonl --answers rag     # follow-ups: how each search finds them
 
 Gates apply to the configured retrieval mode (ASKDOCS_RETRIEVAL__MODE) and to the last --answers
 configuration.
@@ -18,6 +19,7 @@ from typing import Any
 
 from app.cli import add_store_options, fail, ingested_settings, positive_int
 from app.settings import SEARCH_MODES
+from evaluation import followups
 from evaluation.data import QuestionError, read_questions
 
 EXIT_GATE = 1
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"questions": str(args.questions), "collection": settings.collection}
     results["search"] = settings.retrieval.model_dump(exclude={"mode"})  # what the modes were run with
     results["retrieval"] = retrieval.evaluate(settings, questions, modes)
+    if any(q.history and q.gold_sources for q in questions):
+        results["followups"] = followups.evaluate(settings, questions)
     if configs:
         results["answers"] = answers.evaluate(settings, questions, configs)
     report = markdown(results, settings.retrieval.mode)
@@ -120,6 +124,7 @@ def markdown(results: dict[str, Any], mode: str) -> str:
         for name, row in results["answers"].items():
             reasons = "; ".join(f"{reason} ({n})" for reason, n in row["false_refusal_reasons"].items())
             lines.append(f"- {name}: {reasons or 'none refused'}")
+    lines += followups.markdown(results)
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,11 @@
 """The question file: one JSON object per line with `question` and any of `answer` (reference),
 `gold_sources` (paths relative to the ingested folder, optionally `path#section`; `source`, a
-single path, is read as one gold source) and `answerable` (false: the documents can't answer)."""
+single path, is read as one gold source) and `answerable` (false: the documents can't answer).
+
+A follow-up set (data/qa/followups.jsonl), told apart by its keys: `question`, `answer`, `followup`,
+`followup_answer`, `gold_sources`; the follow-up is what is asked, after the first question and its
+reference answer.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +25,16 @@ class Question:
     answer: str = ""
     gold_sources: list[str] = field(default_factory=list)
     answerable: bool = True
+    history: tuple[tuple[str, str], ...] = ()  # earlier (question, answer) turns: `question` follows them
 
 
 def read_questions(path: Path) -> list[Question]:
-    return [parse(record, where) for where, record in read_objects(path, QuestionError, "questions")]
+    records = read_objects(path, QuestionError, "questions")
+    return [parse_followup(r, where) if "followup" in r else parse(r, where) for where, r in records]
 
 
 def parse(record: dict, where: str) -> Question:
-    question = record.get("question")
-    if not isinstance(question, str) or not question.strip():
-        raise QuestionError(f"{where}: field 'question' must be a non-empty string")
+    question = text(record, "question", where)
     answer = record.get("answer") or ""
     if not isinstance(answer, str):
         raise QuestionError(f"{where}: field 'answer' must be a string")
@@ -39,4 +44,20 @@ def parse(record: dict, where: str) -> Question:
     answerable = record.get("answerable", True)
     if not isinstance(answerable, bool):
         raise QuestionError(f"{where}: field 'answerable' must be true or false")
-    return Question(question.strip(), answer.strip(), gold, answerable)
+    return Question(question, answer.strip(), gold, answerable)
+
+
+def parse_followup(record: dict, where: str) -> Question:
+    """The follow-up as the question, asked after the first question and its reference answer: the
+    set measures the follow-up step alone, not how the model did on the first turn."""
+    first = parse(record, where)
+    history = ((first.question, text(record, "answer", where)),)
+    followup = text(record, "followup", where)
+    return Question(followup, text(record, "followup_answer", where), first.gold_sources, first.answerable, history)
+
+
+def text(record: dict, name: str, where: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise QuestionError(f"{where}: field '{name}' must be a non-empty string")
+    return value.strip()
