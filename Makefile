@@ -50,11 +50,14 @@ demo: ingest sample-adapter chat
 # answer); the chat uses the newest completed adapter. 110 steps = 5 epochs of the 173 examples: about
 # 2 hours on 2 CPU cores with AVX512-BF16, 5-6 hours without, 2 minutes on one GPU. ADAPTER_STEPS=24
 # takes a fifth of that, with more false refusals and half the answer F1 (benchmarks/RESULTS.md,
-# "Training the chain's adapter").
+# "Training the chain's adapter"). The chat's 👍/👎 (data/feedback/feedback.jsonl), when there are any,
+# join the training lines: corrections and approved answers in the same prompt (finetune/feedback_data.py).
 ADAPTER_STEPS ?= 110
 adapter: ingest
 	$(OFFLINE) $(PY) -m finetune.rag_data data/qa/train.jsonl data/qa/rag/train.jsonl
 	$(OFFLINE) $(PY) -m finetune.rag_data data/qa/eval.jsonl data/qa/rag/eval.jsonl
+	test ! -s data/feedback/feedback.jsonl || ($(OFFLINE) $(PY) -m finetune.rag_data --from-feedback \
+		data/feedback/feedback.jsonl data/qa/rag/feedback.jsonl && cat data/qa/rag/feedback.jsonl >> data/qa/rag/train.jsonl)
 	$(OFFLINE) $(PY) -m finetune --qlora --data data/qa/rag/train.jsonl --eval-data data/qa/rag/eval.jsonl \
 		--max-seq-len 1280 --max-steps $(ADAPTER_STEPS) --save-steps 22 --output qlora-rag-$$(date +%Y%m%d-%H%M%S)
 

@@ -4,6 +4,7 @@
     python -m evaluation data/qa/eval.jsonl --answers no-rag,rag,rag+newest --limit 20
     python -m evaluation data/qa/eval.jsonl --min-recall-at-5 0.9   # a gate: exit 1 below it
     python -m evaluation data/qa/followups.jsonl --answers rag     # follow-ups: how each search finds them
+    python -m evaluation data/feedback/feedback.jsonl --answers rag  # the chat's 👎 as a regression set
 
 Gates apply to the configured retrieval mode (ASKDOCS_RETRIEVAL__MODE) and to the last --answers
 configuration.

@@ -2,9 +2,11 @@
 `gold_sources` (paths relative to the ingested folder, optionally `path#section`; `source`, a
 single path, is read as one gold source) and `answerable` (false: the documents can't answer).
 
-A follow-up set (data/qa/followups.jsonl), told apart by its keys: `question`, `answer`, `followup`,
-`followup_answer`, `gold_sources`; the follow-up is what is asked, after the first question and its
-reference answer.
+Two more formats, told apart by their keys:
+- a follow-up set (data/qa/followups.jsonl): `question`, `answer`, `followup`, `followup_answer`,
+  `gold_sources`; the follow-up is what is asked, after the first question and its reference answer;
+- the chat's feedback file (<data_dir>/feedback/feedback.jsonl): each 👎 with a correction is a
+  regression question, the correction its reference (one that refuses: an unanswerable question).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Question:
 
 def read_questions(path: Path) -> list[Question]:
     records = read_objects(path, QuestionError, "questions")
+    if "rating" in records[0][1]:
+        return regression_questions(path)
     return [parse_followup(r, where) if "followup" in r else parse(r, where) for where, r in records]
 
 
@@ -61,3 +65,20 @@ def text(record: dict, name: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise QuestionError(f"{where}: field '{name}' must be a non-empty string")
     return value.strip()
+
+
+def regression_questions(path: Path) -> list[Question]:
+    """The 👎 with a correction of a feedback file, asked again with the conversation they came from."""
+    from app.check import is_refusal
+    from finetune.feedback_data import FeedbackError, latest, read_feedback
+
+    try:
+        feedback = latest(read_feedback(path))  # the last rating of an answer counts
+    except FeedbackError as exc:
+        raise QuestionError(str(exc)) from None
+    corrected = [f for f in feedback if f.rating == "down" and f.correction]
+    if not corrected:
+        raise QuestionError(f"{path}: no 👎 with a correction to use as a regression set")
+    return [
+        Question(f.question, f.correction or "", [], not is_refusal(f.correction or ""), f.history) for f in corrected
+    ]

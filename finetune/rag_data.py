@@ -7,6 +7,7 @@ misses the answer's source, or the line has none, the target is the chain's refu
 trained on this learns what the chain asks of it: copy from the passages, cite, or refuse.
 
     python -m finetune.rag_data data/qa/train.jsonl data/qa/rag/train.jsonl
+    python -m finetune.rag_data --from-feedback data/qa/rag/feedback.jsonl   # the chat's 👍/👎
 """
 
 from __future__ import annotations
@@ -63,39 +64,86 @@ def convert(settings: Any, source_file: Path, output: Path) -> dict[str, int]:
         refused = example["messages"][-1]["content"] == REFUSAL
         counts["refused" if refused else "answered"] += 1
         counts["missed"] += bool(refused and record.get("source"))
-        lines.append(json.dumps(example, ensure_ascii=False))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(".partial")
-    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    partial.replace(output)
+        lines.append(example)
+    write_lines(output, lines)
     return counts
 
 
+def write_lines(output: Path, lines: list[dict[str, Any]]) -> None:
+    """`output` replaced in one step: a run that stops half-way leaves the old file, not half a new one."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(".partial")
+    partial.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    partial.replace(output)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m finetune.rag_data", description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=Path, help='JSONL of {"question", "answer", "source"} lines')
-    parser.add_argument("output", type=Path, help="chat JSONL to write (replaced)")
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.rag_data",
+        description=__doc__.splitlines()[0],
+        usage="%(prog)s [options] IN OUT | --from-feedback [FEEDBACK] OUT",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="IN OUT",
+        help='JSONL of {"question", "answer", "source"} '
+        "lines (or, with --from-feedback, the feedback file), then the chat JSONL to write (replaced)",
+    )
+    parser.add_argument(
+        "--from-feedback",
+        action="store_true",
+        help="read the chat's 👍/👎 (default: DATA_DIR/feedback/feedback.jsonl): corrections and approved answers "
+        "become examples (finetune/feedback_data.py)",
+    )
     add_store_options(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if len(args.paths) > 2 or (len(args.paths) == 1 and not args.from_feedback):
+        parser.error("expected IN OUT, or --from-feedback [FEEDBACK] OUT")
     from app.cli import fail, ingested_settings
     from finetune.data import DataError
 
-    if not args.input.is_file():
-        return fail(f"{args.input}: no such file")
+    *source, output = args.paths
+    if source and not source[0].is_file():
+        return fail(f"{source[0]}: no such file")
     settings = ingested_settings(args.collection, args.data_dir, args.user)
     if isinstance(settings, int):
         return settings
+    if args.from_feedback:
+        from app.feedback import FEEDBACK_FILE
+
+        return from_feedback(settings, source[0] if source else settings.data_dir / FEEDBACK_FILE, output)
+
     try:
-        counts = convert(settings, args.input, args.output)
+        counts = convert(settings, source[0], output)
     except DataError as exc:
         return fail(str(exc))
     print(
         f"{counts['answered']} answered, {counts['refused']} refusals "
-        f"({counts['missed']} because retrieval missed the source) -> {args.output}"
+        f"({counts['missed']} because retrieval missed the source) -> {output}"
+    )
+    return 0
+
+
+def from_feedback(settings: Any, feedback: Path, output: Path) -> int:
+    from app.cli import fail
+    from finetune.feedback_data import FeedbackError, convert_feedback
+
+    try:
+        counts = convert_feedback(settings, feedback, output)
+    except FeedbackError as exc:
+        return fail(str(exc))
+    written = counts["corrected"] + counts["approved"]
+    print(
+        f"{written} examples ({counts['corrected']} corrected, {counts['approved']} approved); left out: "
+        f"{counts['no correction']} 👎 without a correction, {counts['not in the passages']} whose answer the "
+        f"passages retrieved now do not back -> {output}"
     )
     return 0
 
