@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 models: $(STAMP)
-	$(OFFLINE) $(PY) -m app.models
+	$(OFFLINE) $(PY) -m core.models
 
 ingest: models
 	$(OFFLINE) $(PY) -m ingestion data/sample_docs
@@ -92,9 +92,10 @@ test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check app ingestion finetune evaluation tests benchmarks scripts
-	$(PY) -m ruff format --check app ingestion finetune evaluation tests benchmarks scripts
+	$(PY) -m ruff check core app ingestion finetune evaluation tests benchmarks scripts
+	$(PY) -m ruff format --check core app ingestion finetune evaluation tests benchmarks scripts
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 bench: ingest
 	$(OFFLINE) $(PY) -m benchmarks.ingest

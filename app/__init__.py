@@ -1,1 +1,1 @@
-"""Shared pieces of the RAG application: settings, models, the vector store (and later the chain and UI)."""
+"""`python -m app`: the Streamlit chat on top of core (the chain, the check, the store) and its uploads."""

@@ -9,7 +9,7 @@ FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browse
 FLAGS += ["--runner.magicEnabled", "false", "--client.toolbarMode", "minimal"]
 
 if __name__ == "__main__":
-    from app.settings import load_settings
+    from core.settings import load_settings
 
     load_settings()  # offline and telemetry variables, inherited by the server
     script = str(Path(__file__).with_name("ui.py"))

@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from app.settings import SEARCH_MODES, Settings, load_settings
 from app.ui_turns import answer_question, escape, keep_stopped_question, show_history
+from core.settings import SEARCH_MODES, Settings, load_settings
 
 NO_ADAPTER_LABEL = "none (base model)"
 SEARCH_HELP = "hybrid: meaning and exact words fused; dense: meaning only; bm25: exact words only."
@@ -37,7 +37,7 @@ def cached_chain(
 ) -> Any:
     """One chain per configuration; all of them share one copy of the model weights. `user` is the
     signed-in user: the retriever refuses restricted collections to anyone else."""
-    from app.chain import chain_from_settings
+    from core.chain import chain_from_settings
 
     settings = load_settings(collection=collection)
     settings = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"mode": search})})
@@ -54,8 +54,8 @@ def cached_chain(
 
 def adapter_choices(settings: Settings) -> list[str]:
     """Completed local adapters, or the models an OpenAI-compatible server serves (its LoRA modules)."""
-    from app.llm import served_models
-    from finetune.adapter import list_adapters
+    from core.adapter import list_adapters
+    from core.served_llm import served_models
 
     if settings.llm_backend == "openai-compatible":
         return served_models(settings)
@@ -63,9 +63,9 @@ def adapter_choices(settings: Settings) -> list[str]:
 
 
 def sidebar(settings: Settings) -> dict[str, Any]:
-    from app.access import readable
-    from app.llm import NO_ADAPTER
-    from app.store import collection_names
+    from core.access import readable
+    from core.llm import NO_ADAPTER
+    from core.store import collection_names
 
     st.sidebar.title("askdocs")
     user = signed_in_user(settings)
@@ -101,7 +101,7 @@ def sidebar(settings: Settings) -> dict[str, Any]:
 
 def signed_in_user(settings: Settings) -> str | None:
     """Only when some collection is restricted (settings.access): who is asking, checked by token."""
-    from app.access import sign_in
+    from core.access import sign_in
 
     if not settings.access.collections:
         return None
@@ -117,7 +117,7 @@ def signed_in_user(settings: Settings) -> str | None:
 
 
 def model_caption(settings: Settings, adapter: str) -> str:
-    from app.llm import llm_precision
+    from core.llm import llm_precision
 
     if settings.llm_backend == "openai-compatible":
         return f"Model server: {escape(settings.llm_server.url)}  \nModel: {escape(adapter)}"
@@ -126,7 +126,7 @@ def model_caption(settings: Settings, adapter: str) -> str:
 
 def first_documents(settings: Settings) -> None:
     """The first screen of an empty store: how to add documents, then a way into the chat."""
-    from app.store import collection_names
+    from core.store import collection_names
 
     st.info(NO_DOCUMENTS)
     upload_form(settings, settings.collection, expanded=True)
@@ -148,7 +148,7 @@ def upload_form(settings: Settings, collection: str, expanded: bool = False) -> 
 
 def upload_root(settings: Settings, collection: str) -> Path | None:
     """The folder uploads are saved in: the collection's own, or for a first collection one in the data dir."""
-    from app.store import has_collection, source_root
+    from core.store import has_collection, source_root
 
     if not has_collection(settings, collection):
         return settings.data_dir / "documents" / collection
@@ -157,8 +157,8 @@ def upload_root(settings: Settings, collection: str) -> Path | None:
 
 
 def ingest_uploads(settings: Settings, collection: str, files: list[Any]) -> None:
-    from app.store import StoreError
     from app.uploads import UploadError, save_upload
+    from core.store import StoreError
     from ingestion.pipeline import ingest
 
     root = upload_root(settings, collection)
@@ -191,10 +191,10 @@ def main() -> None:
     st.title("Ask your documents")
     settings = load_settings()
     choice = sidebar(settings)
-    from app.access import AccessError
-    from app.models import ModelError
-    from app.store import StoreError
-    from finetune.adapter import AdapterError
+    from core.access import AccessError
+    from core.adapter import AdapterError
+    from core.models import ModelError
+    from core.store import StoreError
 
     try:
         chain = cached_chain(**choice)

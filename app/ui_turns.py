@@ -1,5 +1,5 @@
 """One turn of the chat on screen: the answer streamed under a status line and a Stop button, then
-the checked answer with its sources, the time it took and 👍/👎 (app/feedback.py).
+the checked answer with its sources, the time it took and 👍/👎 (core/feedback.py).
 
 No expression statements here or in app/ui.py: Streamlit's magic would write their values to the
 page (a help table for a widget, "None" for a function's result). The app's config turns magic
@@ -117,7 +117,7 @@ def answer_question(
 def ask(chain: Any, question: str, history: list[tuple[str, str]]) -> tuple[Any, float]:
     """Stream the answer's tokens under a status line and a Stop button; returns the checked answer
     and the seconds it took. The streamed text is then replaced by the checked answer."""
-    from app.chain import stream_answer
+    from core.chain import stream_answer
 
     started = time.monotonic()
     result: list[Any] = []
@@ -201,7 +201,7 @@ def corrected(message: dict[str, Any], key: int, data_dir: Path) -> None:
 
 
 def save(message: dict[str, Any], rating: str, correction: str | None, data_dir: Path) -> None:
-    from app.feedback import feedback_record, save_feedback
+    from core.feedback import feedback_record, save_feedback
 
     record = feedback_record(
         collection=message["collection"],

@@ -45,14 +45,14 @@ def step_timer() -> Any:
 
 
 def base_path() -> str:
-    from app.models import llm_model_path
-    from app.settings import load_settings
+    from core.models import llm_model_path
+    from core.settings import load_settings
 
     return llm_model_path(load_settings())
 
 
 def phase_ours() -> dict:
-    from app.settings import TrainSettings, load_settings
+    from core.settings import TrainSettings, load_settings
     from finetune.train import train
 
     shutil.rmtree(WORK / "adapters", ignore_errors=True)
@@ -147,13 +147,13 @@ def tokens_per_step() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.cli import docstring_parser
+    from core.cli import docstring_parser
 
     parser = docstring_parser("python -m benchmarks.finetune", __doc__)
     parser.add_argument("phase", nargs="?", choices=PHASES, help="one side in this process (the benchmark runs each)")
     phase = parser.parse_args(argv).phase
     if phase:
-        from app.settings import apply_environment, load_settings
+        from core.settings import apply_environment, load_settings
 
         apply_environment(load_settings())
         result = PHASES[phase]()

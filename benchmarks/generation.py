@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import machine, write_section
+from benchmarks.generation_report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW_TOKENS = 64
@@ -44,7 +45,7 @@ THREADS = len(os.sched_getaffinity(0))
 
 @cache
 def settings() -> Any:
-    from app.settings import apply_environment, load_settings
+    from core.settings import apply_environment, load_settings
 
     loaded = load_settings()
     apply_environment(loaded)
@@ -54,8 +55,8 @@ def settings() -> Any:
 @cache
 def prompt_messages() -> list[Any]:
     """The chain's prompt for the first held-out question (LangChain messages)."""
-    from app.chain import format_docs, rag_prompt
-    from app.retrieval import retriever
+    from core.chain import format_docs, rag_prompt
+    from core.retrieval import retriever
 
     question = json.loads((ROOT / "data" / "qa" / "eval.jsonl").read_text().splitlines()[0])["question"]
     docs = retriever(settings()).invoke(question)
@@ -66,15 +67,15 @@ def prompt_text() -> str:
     """The chain's prompt as the model sees it, rendered with its chat template."""
     from transformers import AutoTokenizer
 
-    from app.llm import chat_dicts
-    from app.models import llm_model_path
+    from core.llm import chat_dicts
+    from core.models import llm_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(llm_model_path(settings()))
     return tokenizer.apply_chat_template(chat_dicts(prompt_messages()), add_generation_prompt=True, tokenize=False)
 
 
 def adapter_name() -> str:
-    from app.llm import resolve_adapter
+    from core.llm import resolve_adapter
 
     folder = resolve_adapter(settings())
     return folder.name if folder else "none trained yet, so an untrained LoRA of the training defaults"
@@ -82,7 +83,7 @@ def adapter_name() -> str:
 
 def adapter_gguf() -> Path:
     """The chat's adapter (or an untrained LoRA of the same shape) as a GGUF LoRA under benchmarks/.work."""
-    from app.llm import resolve_adapter
+    from core.llm import resolve_adapter
     from finetune.gguf_lora import export_lora
 
     scratch = ROOT / "benchmarks" / ".work" / "generation"
@@ -98,7 +99,7 @@ def with_adapter(model: Any) -> Any:
     """The chat's adapter (newest completed), or an untrained LoRA of the same shape: same speed."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from app.llm import resolve_adapter
+    from core.llm import resolve_adapter
 
     folder = resolve_adapter(settings())
     if folder is not None:
@@ -111,7 +112,7 @@ def hf_model(variant: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer
 
-    from app.models import llm_model_path, load_causal_lm
+    from core.models import llm_model_path, load_causal_lm
 
     path = llm_model_path(settings())
     model = load_causal_lm(path, quantize=variant.startswith("nf4"))
@@ -129,7 +130,7 @@ def time_hf(variant: str) -> list[tuple[float, float]]:
     from transformers import LogitsProcessorList
     from transformers.generation.streamers import BaseStreamer
 
-    from app.llm import answer_repetition_penalty
+    from core.llm import answer_repetition_penalty
 
     class Clock(BaseStreamer):
         """put() is called with the prompt first, then once per new token."""
@@ -169,8 +170,8 @@ def time_hf(variant: str) -> list[tuple[float, float]]:
 def time_llama_cpp(lora: bool) -> list[tuple[float, float]]:
     from llama_cpp import Llama
 
-    from app.llm import REPETITION_PENALTY
-    from app.models import smollm2_gguf
+    from core.llm import REPETITION_PENALTY
+    from core.models import smollm2_gguf
 
     lora_path = str(adapter_gguf()) if lora else None
     llm = Llama(model_path=str(smollm2_gguf()), lora_path=lora_path, n_ctx=2048, n_threads=THREADS, verbose=False)
@@ -199,9 +200,10 @@ def time_server(lora: bool) -> list[tuple[float, float]]:
     """The chat's own openai-compatible model object, streaming from llama.cpp's server."""
     import socket
 
-    from app.llm import chat_model, served_models
-    from app.models import ModelError, smollm2_gguf
-    from app.settings import LlmServerSettings
+    from core.llm import chat_model
+    from core.models import ModelError, smollm2_gguf
+    from core.served_llm import served_models
+    from core.settings import LlmServerSettings
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -262,58 +264,8 @@ def measure(name: str) -> dict:
     }
 
 
-def report(results: dict[str, dict], prompt_tokens: int) -> str:
-    from app.llm import llm_precision
-    from app.models import cpu_has_bf16
-
-    peer = results["llama.cpp"]
-    default = f"{llm_precision(settings())}+lora"
-    ours = results[default]
-    return "\n".join(
-        [
-            f"## Generation benchmark — {time.strftime('%Y-%m-%d')}",
-            "",
-            f"{machine()} SmolLM2-135M-Instruct, the chain's prompt ({prompt_tokens} tokens), {NEW_TOKENS} new "
-            f"tokens, greedy, {THREADS} threads, median of {RUNS} runs. Adapter: {adapter_name()}.",
-            "Command: `make bench` (`python -m benchmarks.generation`).",
-            "",
-            "| variant | TTFT s | tokens/s | tokens/s ÷ llama.cpp | peak RSS MB |",
-            "| --- | ---: | ---: | ---: | ---: |",
-            *(
-                f"| {name} | {r['ttft_s']:.2f} | {r['tokens_per_s']:.1f} | "
-                f"{r['tokens_per_s'] / peer['tokens_per_s']:.3f} | {r['peak_rss_mb']:.0f} |"
-                for name, r in results.items()
-            ),
-            "",
-            "| ratio | value | target |",
-            "| --- | ---: | --- |",
-            f"| chat default here ({default}) tokens/s ÷ llama.cpp | {ours['tokens_per_s'] / peer['tokens_per_s']:.3f} "
-            "| ≥ 0.5 |",
-            f"| nf4+lora tokens/s ÷ llama.cpp | {results['nf4+lora']['tokens_per_s'] / peer['tokens_per_s']:.3f} "
-            "| ≥ 0.5 |",
-            f"| chat via openai-compatible server tokens/s ÷ llama.cpp | "
-            f"{results['server']['tokens_per_s'] / peer['tokens_per_s']:.3f} | ≥ 0.5 |",
-            f"| chat + adapter via llama.cpp's server (server+lora) tokens/s ÷ llama.cpp | "
-            f"{results['server+lora']['tokens_per_s'] / peer['tokens_per_s']:.3f} | ≥ 0.5 |",
-            f"| llama.cpp+lora tokens/s ÷ llama.cpp | "
-            f"{results['llama.cpp+lora']['tokens_per_s'] / peer['tokens_per_s']:.3f} | (info) |",
-            f"| chat default here ({default}) TTFT ÷ llama.cpp TTFT | {ours['ttft_s'] / peer['ttft_s']:.3f} | (info) |",
-            f"| CPU computes bf16 natively | {cpu_has_bf16()} | (info) |",
-            "",
-            "bitsandbytes' CPU 4-bit path dequantizes every weight for every token; llama.cpp computes on",
-            "the Q4_1 blocks directly with fused SIMD kernels. The chat's `llm_precision=auto` takes fp32",
-            "on CPUs without native bf16, where it is the fastest unmerged variant; merging (`--merge`) is",
-            "faster still but fixes one adapter per process. The server row's TTFT is not a prefill: the",
-            "server caches the prompt, and every run sends the same one; its peak RSS is the client's only.",
-            "For CPU speed, serve the model and its adapter with llama.cpp (`python -m finetune.gguf_lora`",
-            "exports the adapter; `llama_cpp.server --lora_path` loads it) and set",
-            "`ASKDOCS_LLM_BACKEND=openai-compatible` (README, Scaling out): the server+lora row.",
-        ]
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    from app.cli import docstring_parser, quiet_libraries
+    from core.cli import docstring_parser, quiet_libraries
 
     parser = docstring_parser("python -m benchmarks.generation", __doc__)
     parser.add_argument(
@@ -330,10 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = run_variant(name)
     from transformers import AutoTokenizer
 
-    from app.models import llm_model_path
+    from core.models import llm_model_path
 
     prompt_tokens = len(AutoTokenizer.from_pretrained(llm_model_path(settings()))(prompt_text())["input_ids"])
-    text = report(results, prompt_tokens)
+    from core.llm import llm_precision
+
+    header = (
+        f"{machine()} SmolLM2-135M-Instruct, the chain's prompt ({prompt_tokens} tokens), {NEW_TOKENS} new "
+        f"tokens, greedy, {THREADS} threads, median of {RUNS} runs. Adapter: {adapter_name()}."
+    )
+    text = report(results, header, default=f"{llm_precision(settings())}+lora")
     print(text)
     write_section("Generation benchmark", text)
     return 0

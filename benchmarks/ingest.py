@@ -34,8 +34,8 @@ TARGET_CHUNKS = 2000
 
 def build_corpus() -> None:
     """Copies of the sample md/txt files until our chunker would give about TARGET_CHUNKS chunks."""
-    from app.models import load_embedder
-    from app.settings import load_settings
+    from core.models import load_embedder
+    from core.settings import load_settings
 
     sources = sorted(p for p in (ROOT / "data" / "sample_docs").rglob("*") if p.suffix in {".md", ".txt"})
     settings = load_settings()
@@ -59,7 +59,7 @@ def import_libraries() -> None:
 
 
 def phase_ours(precision: str) -> dict:
-    from app.settings import load_settings
+    from core.settings import load_settings
     from ingestion.pipeline import ingest
 
     store = WORK / f"store-{precision}"
@@ -77,9 +77,9 @@ def phase_ours(precision: str) -> dict:
 
 def phase_encode() -> dict:
     """The floor: encoding exactly our chunks with the model already loaded."""
-    from app import store
-    from app.models import encode, load_embedder
-    from app.settings import load_settings
+    from core import store
+    from core.models import encode, load_embedder
+    from core.settings import load_settings
 
     settings = load_settings(data_dir=WORK / "store-auto")
     texts = store.client(settings).get_collection(settings.collection).get(include=["documents"])["documents"]
@@ -96,8 +96,8 @@ def phase_naive() -> dict:
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from app.models import embedding_model_path
-    from app.settings import BUNDLED_EMBEDDING
+    from core.models import embedding_model_path
+    from core.settings import BUNDLED_EMBEDDING
 
     store = WORK / "store-naive"
     shutil.rmtree(store, ignore_errors=True)

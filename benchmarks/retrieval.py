@@ -3,7 +3,7 @@
 Corpus: 20,000 distinct chunks, each three sentences drawn (seeded) from data/sample_docs' text
 files, embedded once with our embedder (cached under benchmarks/.work) and written to a Chroma
 collection exactly as ingestion makes it (cosine HNSW). Queries: the 239 questions of data/qa.
-- ours:   `app.retrieval.retriever(...).invoke(question)`, what the chain calls: embeds the
+- ours:   `core.retrieval.retriever(...).invoke(question)`, what the chain calls: embeds the
           question with MiniLM, searches Chroma's HNSW index and the BM25 index (`candidates` each)
           and fuses them (the default hybrid mode, top 4);
 - embed:  the question embedding alone (ONNX Runtime, `embedding_query_runtime` onnx, the default);
@@ -47,8 +47,8 @@ def corpus_texts() -> list[str]:
 
 def build_store(settings) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The collection and its vectors (embedded once, then cached)."""
-    from app import store
-    from app.models import encode, load_embedder
+    from core import store
+    from core.models import encode, load_embedder
 
     cached = WORK / "vectors.npy"
     texts = corpus_texts()
@@ -85,10 +85,10 @@ def timed(function, items) -> tuple[list, list[float]]:  # type: ignore[no-untyp
 
 
 def run() -> dict:
-    from app.models import QuestionEmbeddings, encode, load_embedder
-    from app.retrieval import retriever
-    from app.settings import load_settings
-    from app.store import client
+    from core.models import QuestionEmbeddings, encode, load_embedder
+    from core.retrieval import retriever
+    from core.settings import load_settings
+    from core.store import client
 
     settings = load_settings(data_dir=WORK / "store", collection=COLLECTION)
     vectors = build_store(settings)
@@ -155,7 +155,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.cli import docstring_parser, quiet_libraries
+    from core.cli import docstring_parser, quiet_libraries
 
     docstring_parser("python -m benchmarks.retrieval", __doc__).parse_args(argv)
     quiet_libraries()

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from app.settings import Settings
+from core.metrics import mean, token_f1
+from core.settings import Settings
 from evaluation.data import Question
-from evaluation.metrics import mean, token_f1
 
 if TYPE_CHECKING:
-    from app.check import CheckedAnswer
+    from core.check import CheckedAnswer
 
 NO_RAG_SYSTEM = "Answer the question in one or two sentences. If you don't know, reply exactly: {refusal}"
 NO_RAG_REFUSAL = "the model said it does not know"
@@ -91,9 +91,10 @@ def evaluate(settings: Settings, questions: list[Question], configs: list[Config
 
 def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
     """Everything that changes an answer of `config`."""
-    from app.bm25 import fingerprint
-    from app.llm import llm_precision, resolve_adapter, served_model
-    from app.store import checked_collection
+    from core.bm25 import fingerprint
+    from core.llm import llm_precision, resolve_adapter
+    from core.served_llm import served_model
+    from core.store import checked_collection
 
     name = None if config.adapter == "newest" else config.adapter
     if config.reference:
@@ -123,7 +124,7 @@ def chain_code() -> str:
     import importlib
     import inspect
 
-    modules = ("app.chain", "app.check", "app.llm", "app.retrieval", "finetune.rag_data")
+    modules = ("core.chain", "core.check", "core.llm", "core.retrieval", "finetune.rag_data")
     source = "".join(inspect.getsource(importlib.import_module(m)) for m in modules)
     return hashlib.sha256(source.encode()).hexdigest()
 
@@ -132,8 +133,8 @@ class Answerer:
     """Question → {"answer", "refused", "reason", "raw_answer", "cited", "grounded"} for one configuration."""
 
     def __init__(self, settings: Settings, config: Config):
-        from app.chain import chain_from_settings
-        from app.llm import chat_model
+        from core.chain import chain_from_settings
+        from core.llm import chat_model
 
         adapter = None if config.adapter == "newest" else config.adapter
         self.config = config
@@ -145,7 +146,7 @@ class Answerer:
             self.run = chat_model(settings, adapter)
 
     def __call__(self, question: Question) -> dict[str, Any]:
-        from app.check import REFUSAL, is_refusal
+        from core.check import REFUSAL, is_refusal
 
         if self.config.reference:
             return record(self.run(question))
@@ -170,9 +171,9 @@ def reference_answerer(settings: Settings) -> Callable[[Question], CheckedAnswer
     retrieved: a refusal), checked like a model's answer."""
     from functools import partial
 
-    from app.check import check
-    from app.models import encode, load_embedder
-    from app.retrieval import retriever
+    from core.check import check
+    from core.models import encode, load_embedder
+    from core.retrieval import retriever
     from finetune.rag_data import cited_answer
 
     search, embed = retriever(settings), partial(encode, settings, load_embedder(settings))
@@ -199,7 +200,7 @@ def record(result: CheckedAnswer) -> dict[str, Any]:
 
 
 def summarize(settings: Settings, questions: list[Question], records: list[dict]) -> dict[str, Any]:
-    from app.models import encode, load_embedder
+    from core.models import encode, load_embedder
 
     pairs = list(zip(questions, records, strict=True))
     answerable = [(q, r) for q, r in pairs if q.answerable]

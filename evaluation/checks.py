@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from app.check import CITATION, NAMED_CITATION, NUMBER, SENTENCE_END, STOPWORDS, numbers_in
+from core.check import CITATION, NAMED_CITATION, NUMBER, SENTENCE_END, STOPWORDS, numbers_in
 from evaluation.data import Question
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
-    from app.settings import Settings
+    from core.settings import Settings
 
 KINDS = (
     "correct",  # the reference sentence as written: should be accepted
@@ -139,9 +139,9 @@ def spliced(claim: str, docs: list[Document], rng: random.Random) -> str | None:
 
 def evaluate(settings: Settings, questions: list[Question], seed: int = 0) -> dict[str, Any]:
     """{"kinds": {kind: {"tried", "accepted", "rate"}}, "questions": n used, "examples": [...]}."""
-    from app.check import check
-    from app.models import encode, load_embedder
-    from app.retrieval import retriever
+    from core.check import check
+    from core.models import encode, load_embedder
+    from core.retrieval import retriever
 
     search, embed = retriever(settings), partial(encode, settings, load_embedder(settings))
     usable = [q for q in questions if q.answerable and q.answer and q.gold_sources]

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli import add_store_options, fail, ingested_settings, positive_int
-from app.settings import SEARCH_MODES
+from core.cli import add_store_options, fail, ingested_settings, positive_int
+from core.settings import SEARCH_MODES
 from evaluation import followups
 from evaluation.data import QuestionError, read_questions
 

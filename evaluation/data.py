@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.jsonl import read_objects
+from core.jsonl import read_objects
 
 
 class QuestionError(ValueError):
@@ -69,7 +69,7 @@ def text(record: dict, name: str, where: str) -> str:
 
 def regression_questions(path: Path) -> list[Question]:
     """The 👎 with a correction of a feedback file, asked again with the conversation they came from."""
-    from app.check import is_refusal
+    from core.check import is_refusal
     from finetune.feedback_data import FeedbackError, latest, read_feedback
 
     try:

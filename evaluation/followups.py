@@ -2,7 +2,7 @@
 
 - as asked: the follow-up alone ("And who runs it?"), what a chain without history would search;
 - previous + follow-up: the previous question and the follow-up in one query, no model involved;
-- model's rewrite: the model's standalone question as it wrote it (app/chain.py `rewritten_question`);
+- model's rewrite: the model's standalone question as it wrote it (core/chain.py `rewritten_question`);
 - rewrite or fallback: the rewrite where usable, else previous + follow-up (`usable_rewrite`): what the
   chain searched alone before it fused;
 - fused (chain): what the chain shows the model now (`search_chain`: the search for the rewrite or
@@ -20,9 +20,9 @@ from typing import Any
 from langchain_core.runnables import Runnable
 from tqdm import tqdm
 
-from app.settings import Settings
+from core.metrics import hits
+from core.settings import Settings
 from evaluation.data import Question
-from evaluation.metrics import hits
 from evaluation.retrieval import DEPTH, summarize
 
 COLUMNS = ["recall@1", "recall@3", "recall@5", "hit@5", "mrr", "p50_ms"]
@@ -31,9 +31,9 @@ STRATEGIES = ("as asked", "previous + follow-up", "model's rewrite", "rewrite or
 
 def evaluate(settings: Settings, questions: list[Question]) -> dict[str, Any]:
     """{"model": .., "rewrites": [..], "unusable_rewrites": n, "strategies": {name: retrieval metrics}}."""
-    from app.chain import search_chain
-    from app.llm import chat_model, resolve_adapter
-    from app.retrieval import retriever
+    from core.chain import search_chain
+    from core.llm import chat_model, resolve_adapter
+    from core.retrieval import retriever
 
     followups = [q for q in questions if q.history and q.answerable and q.gold_sources]
     search = retriever(settings, k=DEPTH)
@@ -68,7 +68,7 @@ def evaluate(settings: Settings, questions: list[Question]) -> dict[str, Any]:
 
 def search_each_way(q: Question, search: Runnable, chain: Runnable) -> tuple[dict[str, tuple[list, float]], dict]:
     """{strategy: (documents, milliseconds)} for one follow-up, and the search chain's output."""
-    from app.chain import with_previous_question
+    from core.chain import with_previous_question
 
     inputs = {"question": q.question, "history": list(q.history)}
     result, chain_ms = timed(chain, inputs)  # its time includes the model's rewrite

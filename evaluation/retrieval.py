@@ -6,9 +6,9 @@ import time
 
 from tqdm import tqdm
 
-from app.settings import Settings
+from core.metrics import hits, mean, ndcg_at, percentile, recall_at, reciprocal_rank
+from core.settings import Settings
 from evaluation.data import Question
-from evaluation.metrics import hits, mean, ndcg_at, percentile, recall_at, reciprocal_rank
 
 KS = (1, 3, 5, 10)
 DEPTH = 10
@@ -16,7 +16,7 @@ DEPTH = 10
 
 def evaluate(settings: Settings, questions: list[Question], modes: list[str]) -> dict[str, dict]:
     """{mode: {"recall@1": .., "mrr": .., "ndcg@10": .., "p50_ms": .., "p95_ms": .., "missed@5": [..]}}."""
-    from app.retrieval import retriever
+    from core.retrieval import retriever
 
     scored = [q for q in questions if q.answerable and q.gold_sources]
     if not scored:  # e.g. the feedback regression set: no gold sources, nothing to score

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.cli import cli_settings, fail, quiet_libraries
-from app.settings import METHODS
+from core.cli import cli_settings, fail, quiet_libraries
+from core.settings import METHODS
 
 TRAIN_FLAGS = {
     "data": (Path, "training JSONL: chat 'messages', alpaca or question/answer lines (default: data/qa/train.jsonl)"),
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from app.settings import TrainSettings
+    from core.settings import TrainSettings
 
     overrides = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
     if args.method:
@@ -114,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int:  # type: ignore[no-untyped-def]
     quiet_libraries()
-    from app.models import ModelError
+    from core.adapter import AdapterError, read_manifest, write_manifest
+    from core.methods import MethodError
+    from core.models import ModelError
     from finetune import evaluate
-    from finetune.adapter import AdapterError, read_manifest, write_manifest
     from finetune.data import DataError
     from finetune.guard import DivergedError
-    from finetune.methods import MethodError
     from finetune.train import held_out_examples, is_main_process, train
 
     try:
@@ -171,8 +171,8 @@ def run_compare(settings, names: str, report: Path | None) -> int:  # type: igno
 
 def run_merge(settings, name: str) -> int:  # type: ignore[no-untyped-def]
     quiet_libraries()
-    from app.models import ModelError
-    from finetune.adapter import AdapterError
+    from core.adapter import AdapterError
+    from core.models import ModelError
     from finetune.merge import merge
 
     try:
@@ -184,7 +184,7 @@ def run_merge(settings, name: str) -> int:  # type: ignore[no-untyped-def]
 
 
 def show_adapters(adapters_dir: Path, *, as_json: bool) -> int:
-    from finetune.adapter import list_adapters
+    from core.adapter import list_adapters
 
     rows = list_adapters(adapters_dir)
     if as_json:

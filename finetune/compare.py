@@ -16,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
-from finetune import adapter, data, evaluate, methods
+from core import adapter, methods
+from core.settings import Settings
+from finetune import data, evaluate
 
 GENERATION_TOKENS = 64
 COLUMNS = {
@@ -38,7 +39,7 @@ def compare(settings: Settings, names: list[str], report: Path) -> list[dict[str
     """Train every method in `names`, evaluate each, write `report` (+ .png); return the table's rows."""
     from transformers import AutoTokenizer
 
-    from app.models import llm_model_path, load_causal_lm, load_embedder
+    from core.models import llm_model_path, load_causal_lm, load_embedder
     from finetune.train import held_out_examples
 
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}"

@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from app.jsonl import read_objects
+from core.jsonl import read_objects
 
 IGNORE = -100  # label of tokens that carry no loss
 ROLES = {"system", "user", "assistant"}

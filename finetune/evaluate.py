@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
-from evaluation.metrics import mean, token_f1
+from core.metrics import mean, token_f1
+from core.settings import Settings
 from finetune import data
 
 MAX_NEW_TOKENS = 96
@@ -17,8 +17,8 @@ def load_with_adapter(settings: Settings, folder: Path, method: str) -> tuple[An
     """A fresh base (4-bit for QLoRA, as trained) with the adapter on top, ready for inference."""
     from transformers import AutoTokenizer
 
-    from app.models import llm_model_path
-    from finetune import methods
+    from core import methods
+    from core.models import llm_model_path
     from finetune.model import load_base
 
     base_path = llm_model_path(settings)
@@ -28,7 +28,7 @@ def load_with_adapter(settings: Settings, folder: Path, method: str) -> tuple[An
 
 def compare(settings: Settings, folder: Path, method: str, examples: list[data.Messages]) -> dict[str, dict]:
     """Metrics per configuration: {"base": {...}, "adapter": {...}}; the base as the method trained on it."""
-    from app.models import llm_model_path, load_embedder
+    from core.models import llm_model_path, load_embedder
     from finetune.model import load_base
 
     embedder = load_embedder(settings)

@@ -1,4 +1,4 @@
-"""The chat's 👍/👎 (app/feedback.py writes them) → training lines in the chain's own prompt.
+"""The chat's 👍/👎 (core/feedback.py writes them) → training lines in the chain's own prompt.
 
 A 👎 with a correction teaches the correction; a 👍 teaches the answer as it was shown (a 👍 on a
 refusal teaches the refusal); a 👎 without a correction says what is wrong but not what is right,
@@ -18,8 +18,8 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from app.check import CITATION, REFUSAL, content_words, is_refusal
-from app.jsonl import read_objects
+from core.check import CITATION, REFUSAL, content_words, is_refusal
+from core.jsonl import read_objects
 
 
 class FeedbackError(ValueError):
@@ -46,7 +46,7 @@ def read_feedback(path: Path) -> list[Feedback]:
 
 
 def parse(record: dict[str, Any], where: str) -> Feedback:
-    from app.feedback import RATINGS, RECORD_KEYS
+    from core.feedback import RATINGS, RECORD_KEYS
 
     if missing := [k for k in RECORD_KEYS if k not in record]:
         raise FeedbackError(f"{where}: missing field '{missing[0]}' (a feedback line has {', '.join(RECORD_KEYS)})")
@@ -120,8 +120,8 @@ def source_of(answer: str, docs: list[Document]) -> str | None:
 
 def example(item: Feedback, docs: list[Document], settings: Any, embed: Any) -> dict[str, Any] | None:
     """A training line for `item` over `docs`, or None when its target can't be taught from them."""
-    from app.chain import asked_question
-    from app.check import check
+    from core.chain import asked_question
+    from core.check import check
     from finetune.rag_data import rag_example
 
     wanted = target(item)
@@ -141,11 +141,11 @@ def convert_feedback(settings: Any, feedback_file: Path, output: Path) -> dict[s
     """Write `output` (atomically) from the ratings in `feedback_file`; counts of what was written."""
     from functools import partial
 
-    from app.access import AccessError
-    from app.chain import followup_search
-    from app.models import encode, load_embedder
-    from app.retrieval import retriever
-    from app.store import StoreError
+    from core.access import AccessError
+    from core.chain import followup_search
+    from core.models import encode, load_embedder
+    from core.retrieval import retriever
+    from core.store import StoreError
     from finetune.rag_data import write_lines
 
     embed = partial(encode, settings, load_embedder(settings))

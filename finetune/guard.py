@@ -12,8 +12,8 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from transformers import TrainerCallback
 
-from app.cli import one_line
-from finetune.adapter import AdapterError
+from core.adapter import AdapterError
+from core.cli import one_line
 
 log = logging.getLogger(__name__)
 # Without these the Trainer resumes anyway: with a fresh optimizer, or from the base weights.

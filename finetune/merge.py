@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.models import llm_model_path
-from app.settings import Settings
-from finetune import adapter, data, methods
+from core import adapter, methods
+from core.models import llm_model_path
+from core.settings import Settings
+from finetune import data
 
 TOLERANCE = 1e-3  # max |logit difference| between merged and base + adapter
 

@@ -1,12 +1,12 @@
 """The model to train: a frozen base (4-bit NF4 for QLoRA, full precision otherwise) plus the method's
-trainable parameters (finetune/methods.py)."""
+trainable parameters (core/methods.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from app.models import load_causal_lm
+from core.models import load_causal_lm
 
 
 def load_base(path: str, method: str, *, for_training: bool = True) -> Any:
@@ -60,7 +60,7 @@ def answer_loss_trainer() -> Any:
     """transformers' Trainer with `answer_loss` in place of the model's full-vocabulary loss."""
     from transformers import Trainer
 
-    from finetune import methods
+    from core import methods
 
     class AnswerLossTrainer(Trainer):
         loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides by accumulation steps

@@ -20,8 +20,8 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from app.check import NAMED_CITATION, REFUSAL, content_words
-from app.cli import add_store_options
+from core.check import NAMED_CITATION, REFUSAL, content_words
+from core.cli import add_store_options
 
 
 def cited_answer(answer: str, source: str | None, docs: list[Document]) -> str:
@@ -37,8 +37,8 @@ def cited_answer(answer: str, source: str | None, docs: list[Document]) -> str:
 
 
 def rag_example(question: str, answer: str, source: str | None, docs: list[Document]) -> dict[str, Any]:
-    from app.chain import format_docs, rag_prompt
-    from app.llm import chat_dicts
+    from core.chain import format_docs, rag_prompt
+    from core.llm import chat_dicts
 
     prompt = chat_dicts(rag_prompt().format_messages(context=format_docs(docs), question=question))
     shown = [m | {"weight": 0} if m["role"] == "assistant" else m for m in prompt]
@@ -50,8 +50,8 @@ def convert(settings: Any, source_file: Path, output: Path) -> dict[str, int]:
     """Write `output` (atomically) from the Q&A lines of `source_file`; counts of what was written."""
     from tqdm import tqdm
 
-    from app.jsonl import read_objects
-    from app.retrieval import retriever
+    from core.jsonl import read_objects
+    from core.retrieval import retriever
     from finetune.data import DataError, text
 
     search = retriever(settings)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.paths) > 2 or (len(args.paths) == 1 and not args.from_feedback):
         parser.error("expected IN OUT, or --from-feedback [FEEDBACK] OUT")
-    from app.cli import fail, ingested_settings
+    from core.cli import fail, ingested_settings
     from finetune.data import DataError
 
     *source, output = args.paths
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(settings, int):
         return settings
     if args.from_feedback:
-        from app.feedback import FEEDBACK_FILE
+        from core.feedback import FEEDBACK_FILE
 
         return from_feedback(settings, source[0] if source else settings.data_dir / FEEDBACK_FILE, output)
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def from_feedback(settings: Any, feedback: Path, output: Path) -> int:
-    from app.cli import fail
+    from core.cli import fail
     from finetune.feedback_data import FeedbackError, convert_feedback
 
     try:

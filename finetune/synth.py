@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli import add_store_options
-from evaluation.metrics import words
+from core.cli import add_store_options
+from core.metrics import words
 
 PROMPT = (
     "Read the text below and write one question that an employee could ask and that the text answers, "
@@ -69,8 +69,8 @@ def synthesize(settings: Any, output: Path, limit: int | None = None) -> dict[st
     """Walk the collection and append kept pairs to `output`; returns counts."""
     from tqdm import tqdm
 
-    from app import store
-    from app.llm import shared_model
+    from core import store
+    from core.llm import shared_model
     from finetune.evaluate import generate
 
     collection = store.client(settings).get_collection(settings.collection)
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from app.cli import ingested_settings
+    from core.cli import ingested_settings
 
     settings = ingested_settings(args.collection, args.data_dir, args.user)
     if isinstance(settings, int):

@@ -10,10 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.cli import one_line
-from app.models import ModelError, llm_model_path
-from app.settings import Settings
-from finetune import adapter, data, methods
+from core import adapter, methods
+from core.cli import one_line
+from core.models import ModelError, llm_model_path
+from core.settings import Settings
+from finetune import data
 from finetune.model import answer_loss_trainer, load_base
 
 LIBRARIES_BYTES = 1.2 * 2**30  # torch, transformers, peft, bitsandbytes resident
@@ -213,7 +214,7 @@ def start_manifest(settings: Settings, base_path: str, tokenizer: Any, prepared:
 def training_arguments(settings: Settings, output_dir: Path, *, has_eval: bool) -> Any:
     from transformers import TrainingArguments
 
-    from app.models import llm_device
+    from core.models import llm_device
 
     cfg = settings.train
     return TrainingArguments(

@@ -14,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from app.cli import cli_settings, fail, quiet_libraries
+from core.cli import cli_settings, fail, quiet_libraries
 
 EXIT_FAILED_FILES = 1
 
@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from app.models import ModelError
-    from app.store import StoreError
+    from core.models import ModelError
+    from core.store import StoreError
 
     settings = cli_settings(
         collection=args.collection,

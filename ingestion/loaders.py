@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from app.cli import one_line
+from core.cli import one_line
 
 HEADING_STYLE = re.compile(r"^Heading (\d)$")
 HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]

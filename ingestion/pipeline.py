@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app import bm25, store
-from app.models import load_embedder
-from app.settings import Settings
+from core import bm25, store
+from core.models import load_embedder
+from core.settings import Settings
 from ingestion.report import Report
 from ingestion.sync import Ingestor
 

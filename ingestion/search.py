@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from app.cli import add_store_options, cli_settings, fail, positive_int, quiet_libraries
-from app.settings import SEARCH_MODES
+from core.cli import add_store_options, cli_settings, fail, positive_int, quiet_libraries
+from core.settings import SEARCH_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from app.access import AccessError, cli_user
-    from app.retrieval import retriever
-    from app.store import StoreError
+    from core.access import AccessError, cli_user
+    from core.retrieval import retriever
+    from core.store import StoreError
 
     settings = cli_settings(collection=args.collection, data_dir=args.data_dir, store_dir=args.store_dir)
     if isinstance(settings, int):

@@ -10,10 +10,8 @@ deleted and chunk ids are deterministic, so a run killed anywhere is finished by
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,29 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from app import store
-from app.cli import one_line
-from app.injection import planted_instruction
-from app.models import encode, load_embedder
-from app.settings import Settings
+from core import store
+from core.injection import planted_instruction
+from core.models import encode, load_embedder
+from core.settings import Settings
 from ingestion import chunking, loaders
-from ingestion.report import UNSUPPORTED, FileResult, Report
+from ingestion.report import FileResult, Report
+from ingestion.scan import SourceFile, scan
 
 if TYPE_CHECKING:
     import chromadb
     from langchain_core.documents import Document
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # in a file name: escaped in the report, refused as a source
-LINKED_FOLDER = "link to a folder: not followed"
 FLUSH_CHUNKS = 128  # chunks embedded and written per step: bounds memory, moves the progress bar
-
-
-@dataclass
-class SourceFile:
-    path: Path
-    source: str  # POSIX path relative to the ingested folder: the chunk's citation
-    file_hash: str = ""
-    error: str = ""
 
 
 @dataclass
@@ -65,79 +53,6 @@ class Chunk:
     id: str
     text: str
     metadata: dict[str, Any]
-
-
-def scan(root: Path, max_bytes: int) -> tuple[list[SourceFile], list[FileResult]]:
-    """Supported files under `root` (hashed, or with the reason they can't be) and skipped entries,
-    each with its reason. Nothing whose real path lies outside `root` is read."""
-    root = root.resolve()
-    files, skipped = [], []
-    for path in walk(root, skipped):
-        raw = path.relative_to(root).as_posix()
-        source = printable(raw)
-        if not loaders.is_supported(path):
-            skipped.append(FileResult(source, "skipped", f"{UNSUPPORTED} {path.suffix.lower() or '(none)'}"))
-        elif reason := outside(path, root):
-            skipped.append(FileResult(source, "skipped", reason))
-        elif source != raw:
-            files.append(SourceFile(path, source, error=f"file name {name_problem(raw)}: rename the file"))
-        else:
-            files.append(hashed(SourceFile(path, source), max_bytes))
-    return files, skipped
-
-
-def printable(source: str) -> str:
-    """A name as one safe line: bytes that aren't UTF-8 (kept by Python as surrogates, which Chroma,
-    hashing and the terminal all refuse) and control characters (a newline would split a report
-    line) escaped: caf\\xe9.md, a\\nb.md."""
-    text = source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode(), text)
-
-
-def name_problem(raw: str) -> str:
-    return "has control characters" if CONTROL.search(raw) else "is not valid UTF-8"
-
-
-def walk(root: Path, skipped: list[FileResult]) -> Iterator[Path]:
-    """Files under root in a stable order; hidden entries skipped silently; symlinked folders are
-    not followed (os.walk's default), and each one is recorded in `skipped`."""
-    for folder, dirs, names in os.walk(root):
-        here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for link in [d for d in dirs if (here / d).is_symlink()]:
-            skipped.append(FileResult(printable((here / link).relative_to(root).as_posix()), "skipped", LINKED_FOLDER))
-        yield from (here / name for name in sorted(names) if not name.startswith("."))
-
-
-def outside(path: Path, root: Path) -> str:
-    """Why a symlinked file is not read ('' when it may be): its target must lie inside `root`.
-    A loop or a dangling link is left to `hashed`, which reports it as unreadable."""
-    if not path.is_symlink():
-        return ""
-    try:
-        target = path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return ""
-    if target.is_relative_to(root):
-        return ""
-    return "link to a file outside the folder: not read"
-
-
-def hashed(file: SourceFile, max_bytes: int) -> SourceFile:
-    try:
-        size = file.path.stat().st_size
-        if size == 0:
-            file.error = "empty file"
-        elif size > max_bytes:
-            file.error = f"too large: {size / 2**20:.1f} MB > {max_bytes / 2**20:.0f} MB (raise ASKDOCS_MAX_FILE_MB)"
-        else:
-            with file.path.open("rb") as handle:
-                file.file_hash = hashlib.file_digest(handle, "sha256").hexdigest()
-    except PermissionError:
-        file.error = "permission denied"
-    except OSError as exc:
-        file.error = f"cannot read: {exc.strerror or one_line(exc)}"
-    return file
 
 
 def stored_groups(collection: chromadb.Collection) -> dict[tuple[str, str], Group]:
@@ -320,7 +235,7 @@ def chunk_metadata(file: SourceFile, piece: Document, title: str, index: int, co
 
 def notes(docs: list[Document]) -> list[str]:
     """What the report says about a stored file: rows a loader repaired, and text that gives the model
-    orders (stored, but no passage of it can vouch for an answer: app/check.py)."""
+    orders (stored, but no passage of it can vouch for an answer: core/check.py)."""
     repaired = [str(doc.metadata.pop(loaders.WARNING)) for doc in docs if loaders.WARNING in doc.metadata]
     planted = next((found for doc in docs if (found := planted_instruction(doc.page_content))), "")
     steering = [f"text that gives the model instructions ({planted!r}): check the file"] if planted else []

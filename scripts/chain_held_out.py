@@ -17,10 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from app.chain import chain_from_settings
-from app.check import CheckedAnswer
-from app.cli import docstring_parser
-from app.settings import load_settings
+from core.chain import chain_from_settings
+from core.check import CheckedAnswer
+from core.cli import docstring_parser
+from core.settings import load_settings
 from evaluation.answers import reference_answerer
 from evaluation.data import Question, read_questions
 

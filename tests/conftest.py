@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import OFFLINE_ENV, TELEMETRY_ENV, Settings
+from core.settings import OFFLINE_ENV, TELEMETRY_ENV, Settings
 
 os.environ.update(OFFLINE_ENV | TELEMETRY_ENV)
 
@@ -69,7 +69,7 @@ def sample_docs_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def llm_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir whose bundled SmolLM2 is converted once for the whole session (about 35 s)."""
-    from app.models import bundled_llm_dir
+    from core.models import bundled_llm_dir
 
     data_dir = tmp_path_factory.mktemp("llm-data")
     bundled_llm_dir(Settings(data_dir=data_dir).models_dir / "smollm2-135m-instruct")
@@ -97,7 +97,7 @@ def chat_data_dir(tmp_path_factory: pytest.TempPathFactory, llm_data_dir: Path, 
 @pytest.fixture(scope="session")
 def tiny_adapter(chat_data_dir: Path) -> Path:
     """A real QLoRA adapter from two training steps: enough to load, switch to and generate with."""
-    from app.settings import TrainSettings
+    from core.settings import TrainSettings
     from finetune.train import train
 
     cfg = TrainSettings(

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 from streamlit.testing.v1 import AppTest
 
-from app.access import AccessError, sign_in
-from app.retrieval import retriever
-from app.settings import Settings
+from core.access import AccessError, sign_in
+from core.retrieval import retriever
+from core.settings import Settings
 from tests.conftest import ROOT, make_markdown
 
 USERS = {"alice": "correct horse", "bob": "battery staple"}
@@ -65,8 +65,8 @@ def test_retriever_refuses_a_restricted_collection_to_anyone_else(data_dir: Path
 
 
 def test_chain_checks_access_before_loading_the_model(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import llm
-    from app.chain import chain_from_settings
+    from core import llm
+    from core.chain import chain_from_settings
 
     monkeypatch.setattr(llm, "chat_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(AccessError):

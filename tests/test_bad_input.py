@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app import store
-from app.cli import EXIT_ERROR
-from app.settings import Settings
+from core import store
+from core.cli import EXIT_ERROR
+from core.settings import Settings
 from ingestion import cli, sync
 from ingestion.pipeline import ingest
 from tests.conftest import make_markdown

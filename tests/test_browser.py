@@ -124,8 +124,8 @@ def test_eight_browser_sessions_at_once_get_their_own_uncorrupted_answers(
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from app.chain import chain_from_settings
-    from app.settings import Settings
+    from core.chain import chain_from_settings
+    from core.settings import Settings
     from tests.test_chain import HELD_OUT
 
     questions = [row["question"] for row in HELD_OUT if row["source"]][:8]

@@ -37,7 +37,7 @@ HIDDEN_HEIGHT = """return Math.max(0, ...[...document.querySelectorAll('*')]
 @pytest.fixture
 def conversation_data_dir(tmp_path: Path, llm_data_dir: Path, sample_docs_copy: Path) -> Path:
     """data/sample_docs ingested from a folder of its own (the upload lands there), with the sample adapter."""
-    from app.settings import Settings
+    from core.settings import Settings
     from ingestion.pipeline import ingest
 
     data_dir = tmp_path / "data"
@@ -137,7 +137,9 @@ def stop_mid_answer(browser: Any, question: str) -> None:
     browser.find_element(By.CSS_SELECTOR, "[data-testid='stChatInputTextArea']").send_keys(question, Keys.ENTER)
     wait = WebDriverWait(browser, 600, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(lambda b: "Writing the answer" in (answering(b, turns) or ""))
-    browser.find_element(By.XPATH, "//*[@data-testid='stChatMessage']//button[contains(., 'Stop')]").click()
+    stop = browser.find_element(By.XPATH, "//*[@data-testid='stChatMessage']//button[contains(., 'Stop')]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", stop)  # not under the input box
+    stop.click()
     wait.until(lambda b: len(texts := assistant_texts(b)) == turns and STOPPED in texts[-1])
     wait_idle(browser)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.chain import chain_from_settings, stream_answer
-from app.check import REFUSAL, CheckedAnswer
-from app.settings import Settings
+from core.chain import chain_from_settings, stream_answer
+from core.check import REFUSAL, CheckedAnswer
+from core.settings import Settings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def test_answer_streams_token_by_token_then_the_checked_answer(chain: Any) -> No
 
 
 def test_the_local_model_stops_before_a_stop_string(chat_data_dir: Path) -> None:
-    from app.llm import chat_model
+    from core.llm import chat_model
 
     llm = chat_model(fixed(chat_data_dir), adapter="none")
     question = "Count from 1 to 12, separated by commas."
@@ -60,7 +60,7 @@ def test_the_local_model_stops_before_a_stop_string(chat_data_dir: Path) -> None
 
 
 def test_the_local_model_takes_limits_per_call(chat_data_dir: Path) -> None:
-    from app.llm import chat_model
+    from core.llm import chat_model
 
     llm = chat_model(fixed(chat_data_dir), adapter="none")  # max_new_tokens 256 in settings
     answer = str(llm.invoke("Count from 1 to 12, separated by commas.", max_new_tokens=4).content)  # type: ignore[call-arg]
@@ -71,7 +71,7 @@ def test_the_local_model_takes_limits_per_call(chat_data_dir: Path) -> None:
 def test_the_local_model_can_copy_a_name_from_the_prompt(chat_data_dir: Path) -> None:
     """The repetition penalty covers the answer only. Over the whole prompt it penalised every word of
     the passages an answer must copy (seen: "The CFO is the one who approves orders above 10,000 EUR.")."""
-    from app.llm import chat_model
+    from core.llm import chat_model
 
     llm = chat_model(fixed(chat_data_dir), adapter="none")
     passage = "Passage: Orders above 10,000 EUR need approval from the CFO, Margarethe Lindqvist-Obermaier."
@@ -88,8 +88,8 @@ def test_the_local_model_can_copy_a_name_from_the_prompt(chat_data_dir: Path) ->
     ],
 )
 def test_streamed_text_ends_before_the_first_stop_string(pieces: list[str], expected: str) -> None:
-    from app.chain import ANSWER_STOP
-    from app.llm import until_stop
+    from core.chain import ANSWER_STOP
+    from core.llm import until_stop
 
     assert "".join(until_stop(iter(pieces), ANSWER_STOP)) == expected
 
@@ -141,7 +141,7 @@ def test_questions_the_documents_cannot_answer_are_refused(chain: Any, row: dict
 def test_eight_sessions_at_once_get_the_answers_they_would_get_alone(chain: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.llm import load_model
+    from core.llm import load_model
 
     questions = [row["question"] for row in HELD_OUT if row["source"]][:8]
     alone = [ask(chain, q).raw_answer for q in questions]

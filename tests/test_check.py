@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from langchain_core.documents import Document
 
-from app.check import REFUSAL, check, degenerate, normalise_citations
-from app.models import encode, load_embedder
-from app.settings import ChatSettings, Settings
+from core.check import REFUSAL, check, degenerate, normalise_citations
+from core.models import encode, load_embedder
+from core.settings import ChatSettings, Settings
 
 DOCS = [
     Document(

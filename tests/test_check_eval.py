@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
-from app.settings import Settings
+from core.settings import Settings
 from evaluation import checks
 from evaluation.checks import KINDS, claim_of, planted
 from evaluation.data import read_questions

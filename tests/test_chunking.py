@@ -7,8 +7,8 @@ import itertools
 import pytest
 from langchain_core.documents import Document
 
-from app.models import load_embedder
-from app.settings import Settings
+from core.models import load_embedder
+from core.settings import Settings
 from ingestion import chunking
 
 SENTENCES = [f"Sensor unit {i} reports vibration level {i * 7} mm/s to gateway number {i % 5}." for i in range(80)]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app import store
-from app.settings import Settings
+from core import store
+from core.settings import Settings
 from ingestion import search
 from tests.conftest import ROOT
 

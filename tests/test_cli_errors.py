@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app import store
-from app.cli import EXIT_ERROR
-from app.settings import Settings
+from core import store
+from core.cli import EXIT_ERROR
+from core.settings import Settings
 from evaluation import cli as evaluation_cli
 from ingestion import cli as ingestion_cli
 from ingestion import search
@@ -133,8 +133,8 @@ def test_an_unknown_keyword_or_env_file_key_is_refused(
 ) -> None:
     from pydantic import ValidationError
 
-    from app.cli import settings_problem
-    from app.settings import load_settings
+    from core.cli import settings_problem
+    from core.settings import load_settings
 
     with pytest.raises(ValidationError) as error:
         load_settings(chunk_szie=5)
@@ -147,7 +147,7 @@ def test_an_unknown_keyword_or_env_file_key_is_refused(
 
 
 def test_the_sign_in_token_variable_is_not_a_setting(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.settings import load_settings
+    from core.settings import load_settings
 
     monkeypatch.setenv("ASKDOCS_TOKEN", "secret")
     assert "secret" not in repr(load_settings().model_dump())

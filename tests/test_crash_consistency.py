@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app import bm25, store
-from app.settings import OFFLINE_ENV, Settings
+from core import bm25, store
+from core.settings import OFFLINE_ENV, Settings
 from ingestion.pipeline import ingest
 from tests.conftest import make_markdown
 

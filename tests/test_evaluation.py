@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import metrics
+from core import metrics
 from evaluation.cli import RETRIEVAL_COLUMNS, main, markdown
 from evaluation.data import QuestionError, read_questions
 from tests.conftest import ROOT

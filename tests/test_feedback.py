@@ -1,4 +1,4 @@
-"""Feedback records (app/feedback.py): the fixed keys another command reads, appended one per line."""
+"""Feedback records (core/feedback.py): the fixed keys another command reads, appended one per line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.check import CheckedAnswer
-from app.feedback import FEEDBACK_FILE, RECORD_KEYS, feedback_record, save_feedback
+from core.check import CheckedAnswer
+from core.feedback import FEEDBACK_FILE, RECORD_KEYS, feedback_record, save_feedback
 
 
 def answer(**changes: object) -> CheckedAnswer:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.check import REFUSAL, CheckedAnswer
-from app.feedback import FEEDBACK_FILE, feedback_record, save_feedback
+from core.check import REFUSAL, CheckedAnswer
+from core.feedback import FEEDBACK_FILE, feedback_record, save_feedback
 from evaluation.data import QuestionError, read_questions
 from finetune.feedback_data import FeedbackError, read_feedback
 from finetune.rag_data import main
@@ -18,7 +18,7 @@ PRICE_LIST = {"n": 1, "source": "products/price_list_2025.csv", "snippet": "KD-4
 
 
 def rate(data_dir: Path, question: str, answer: str, rating: str, correction: str | None = None, **more) -> None:
-    """One rating saved the way the chat saves it (app/feedback.py)."""
+    """One rating saved the way the chat saves it (core/feedback.py)."""
     checked = CheckedAnswer(
         question=question,
         query=more.pop("query", question),
@@ -59,7 +59,7 @@ def write_feedback(data_dir: Path) -> Path:
 def test_corrections_and_approved_answers_become_examples_in_the_chains_prompt(
     chat_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app.chain import SYSTEM
+    from core.chain import SYSTEM
 
     feedback = write_feedback(tmp_path / "chat")
     out = tmp_path / "rag" / "feedback.jsonl"

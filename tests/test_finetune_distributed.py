@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from finetune import adapter
+from core import adapter
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from app.settings import METHODS, Settings, TrainSettings
-from finetune import adapter, methods
+from core import adapter, methods
+from core.settings import METHODS, Settings, TrainSettings
 from finetune.model import answer_loss, load_base
 from finetune.train import train
 from tests.conftest import ROOT, write_office_qa
@@ -228,8 +228,8 @@ def test_cut_run_resumes_to_the_same_adapter(
 def test_chat_model_answers_with_any_methods_adapter(method: str, trained: dict[str, Path], llm_data_dir: Path) -> None:
     from langchain_core.messages import HumanMessage
 
-    from app.llm import chat_model
-    from app.settings import ChatSettings
+    from core.llm import chat_model
+    from core.settings import ChatSettings
 
     llm = chat_model(Settings(data_dir=llm_data_dir), trained[method].name, ChatSettings(max_new_tokens=12))
     chunks = list(llm.stream([HumanMessage("What is the code of office 3?")]))
@@ -239,8 +239,8 @@ def test_chat_model_answers_with_any_methods_adapter(method: str, trained: dict[
 def test_only_the_last_used_base_copies_stay_in_memory(
     trained: dict[str, Path], llm_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app import llm
-    from app.settings import ChatSettings
+    from core import llm
+    from core.settings import ChatSettings
 
     def answer(method: str) -> str:
         model = llm.chat_model(Settings(data_dir=llm_data_dir), trained[method].name, ChatSettings(max_new_tokens=8))

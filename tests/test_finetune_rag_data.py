@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
-from app.chain import rag_prompt
-from app.check import REFUSAL
+from core.chain import rag_prompt
+from core.check import REFUSAL
 from finetune import data
 from finetune.rag_data import cited_answer, main, rag_example
 

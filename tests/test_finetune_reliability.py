@@ -15,9 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
-from app.cli import EXIT_ERROR
-from app.settings import Settings, TrainSettings
-from finetune import adapter, cli, guard
+from core import adapter
+from core.cli import EXIT_ERROR
+from core.settings import Settings, TrainSettings
+from finetune import cli, guard
 from finetune.train import train
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from finetune import synth
 from finetune.data import read_jsonl
 from ingestion.pipeline import ingest

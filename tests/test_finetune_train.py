@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from app.cli import EXIT_ERROR
-from app.settings import Settings, TrainSettings
-from finetune import adapter, cli, evaluate
+from core import adapter
+from core.cli import EXIT_ERROR
+from core.settings import Settings, TrainSettings
+from finetune import cli, evaluate
 from finetune.data import read_jsonl
 from finetune.train import train
 from tests.conftest import ROOT, write_office_qa
@@ -59,7 +60,7 @@ def test_generating_with_the_4bit_model_being_trained_does_not_stop_its_gradient
     Checked on such a CPU to fail without `keep_4bit_weights_trainable`; elsewhere it passes either way."""
     import torch
 
-    from finetune import methods
+    from core import methods
     from finetune.model import load_base
 
     path = str(llm_data_dir / "models" / "smollm2-135m-instruct")
@@ -194,8 +195,8 @@ def test_answer_only_loss_equals_the_models_own_loss(llm_data_dir: Path, llm_tok
     import torch
     from transformers import DataCollatorForSeq2Seq
 
+    from core.methods import attach
     from finetune.data import IGNORE, tokenize
-    from finetune.methods import attach
     from finetune.model import answer_loss, load_base
 
     base = str(llm_data_dir / "models" / "smollm2-135m-instruct")

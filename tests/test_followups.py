@@ -13,8 +13,8 @@ from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import BaseMessage
 
-from app.chain import asked_question, fuse_rankings, search_chain, usable_rewrite
-from app.settings import ChatSettings, Settings
+from core.chain import asked_question, fuse_rankings, search_chain, usable_rewrite
+from core.settings import ChatSettings, Settings
 from evaluation.data import QuestionError, read_questions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_the_model_is_asked_the_rewrite_or_the_question_as_written_never_two_que
 
 def searched(chat_data_dir: Path, question: str, history: list[tuple[str, str]], rewrite: str) -> dict:
     """The search chain's output over the sample store, with a model that rewrites as told."""
-    from app.retrieval import retriever
+    from core.retrieval import retriever
 
     search = retriever(Settings(data_dir=chat_data_dir), k=4)
     chain = search_chain(FakeListChatModel(responses=[rewrite]), search, ChatSettings())
@@ -100,8 +100,8 @@ def test_an_answer_instead_of_a_rewrite_searches_with_the_previous_question(chat
 
 def test_the_answer_prompt_asks_the_question_as_written_after_an_unusable_rewrite(chat_data_dir: Path) -> None:
     """After a change of topic the model must not be asked the previous question again."""
-    from app.chain import build_chain
-    from app.retrieval import retriever
+    from core.chain import build_chain
+    from core.retrieval import retriever
 
     prompts = Prompts()
     llm = FakeListChatModel(responses=["The first six months of employment.", "In February 2024 [1]."])
@@ -132,7 +132,7 @@ def fake_embed(texts: list[str]) -> np.ndarray:
 
 
 def test_a_first_question_is_searched_as_asked_without_the_model(chat_data_dir: Path) -> None:
-    from app.retrieval import retriever
+    from core.retrieval import retriever
 
     search = retriever(Settings(data_dir=chat_data_dir), k=4)
     chain = search_chain(FakeListChatModel(responses=[]), search, ChatSettings())  # any call would fail

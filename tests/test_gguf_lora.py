@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from app.models import smollm2_gguf
+from core.models import smollm2_gguf
 from finetune.gguf_lora import TARGETS, GgufExportError, export_lora, main, permute_rows
 
 PROMPT = "Staff must connect to the VPN before opening the expenses portal, because the"

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import ROOT
 
 MODULES = [
-    "app.models",
+    "core.models",
     "ingestion",
     "ingestion.search",
     "finetune",

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import store
-from app.retrieval import retriever
-from app.settings import Settings
+from core import store
+from core.retrieval import retriever
+from core.settings import Settings
 from ingestion import sync
 from ingestion.pipeline import ingest
 from tests.conftest import make_markdown

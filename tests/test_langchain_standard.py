@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests, RetrieversIntegrationTests
 
-from app.llm import LocalChatModel, shared_model
-from app.retrieval import retriever
-from app.settings import Settings
+from core.llm import LocalChatModel, shared_model
+from core.retrieval import retriever
+from core.settings import Settings
 
 pytestmark = pytest.mark.slow
 DATA: dict[str, Path] = {}  # the session's data dirs, for the suites' constructor properties

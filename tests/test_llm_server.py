@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from app.chain import chain_from_settings, stream_answer
-from app.check import REFUSAL, CheckedAnswer
-from app.llm import served_models
-from app.models import ModelError, smollm2_gguf
-from app.settings import LlmServerSettings, Settings
+from core.chain import chain_from_settings, stream_answer
+from core.check import REFUSAL, CheckedAnswer
+from core.models import ModelError, smollm2_gguf
+from core.served_llm import served_models
+from core.settings import LlmServerSettings, Settings
 from tests.conftest import free_port, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
@@ -74,7 +74,7 @@ def test_answer_streams_from_the_server_and_is_checked(chain: Any) -> None:
 def test_the_server_gets_the_local_models_repetition_penalty(served: Settings) -> None:
     """llama.cpp's repeat_penalty covers the answer, as the local model's does; vLLM's repetition_penalty
     would also cover the prompt (the passages an answer must copy), so it is not sent."""
-    from app.llm import REPETITION_PENALTY, chat_model
+    from core.llm import REPETITION_PENALTY, chat_model
 
     body = chat_model(served).extra_body  # type: ignore[attr-defined]
     assert body["repeat_penalty"] == REPETITION_PENALTY
@@ -94,7 +94,7 @@ def test_an_adapter_the_server_does_not_serve_is_one_clear_line(served: Settings
 def test_an_answer_the_server_drops_midway_is_an_error_not_an_empty_answer(served: Settings) -> None:
     """llama.cpp's server (default --interrupt_requests True) ends a running stream when another
     request comes in; an empty or cut answer must not pass for the model's (nor become a refusal)."""
-    from app.llm import chat_model
+    from core.llm import chat_model
 
     model = chat_model(served, chat=served.chat.model_copy(update={"max_new_tokens": 200}))
     failure: list[BaseException] = []

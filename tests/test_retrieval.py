@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app import bm25, store
-from app.retrieval import by_score, retriever, rrf, spread
-from app.settings import Settings
+from core import bm25, store
+from core.retrieval import by_score, retriever, rrf, spread
+from core.settings import Settings
 from ingestion.pipeline import ingest
 
 CAUSES = [

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.chain import chain_from_settings
-from app.settings import Settings
+from core.chain import chain_from_settings
+from core.settings import Settings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ spec.loader.exec_module(held_out)
 
 
 def test_the_sample_adapter_was_trained_on_the_base_converted_here(chat_data_dir: Path) -> None:
-    from app.models import llm_model_path
-    from finetune.adapter import base_hash, check_base
+    from core.adapter import base_hash, check_base
+    from core.models import llm_model_path
 
     settings = Settings(data_dir=chat_data_dir)
     check_base(SAMPLE_ADAPTER, settings.llm_base, base_hash(llm_model_path(settings)))

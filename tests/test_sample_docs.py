@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app import store
-from app.retrieval import retriever
-from app.settings import Settings
+from core import store
+from core.retrieval import retriever
+from core.settings import Settings
 from ingestion import loaders
 from ingestion.pipeline import ingest
 from tests.conftest import ROOT, SAMPLE_DOCS

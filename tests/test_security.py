@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from langchain_core.documents import Document
 
-from app.chain import SYSTEM, format_docs, rag_prompt
-from app.check import check
-from app.models import encode, load_embedder
-from app.settings import ChatSettings, Settings
+from core.chain import SYSTEM, format_docs, rag_prompt
+from core.check import check
+from core.models import encode, load_embedder
+from core.settings import ChatSettings, Settings
 from tests.conftest import ROOT
 from tests.test_browser import CHROMEDRIVER, chromium, streamlit_app
 
@@ -107,7 +107,7 @@ def test_planted_instructions_appear_only_inside_the_context_of_the_last_message
 def test_chat_template_tokens_in_a_document_stay_plain_text(
     llm_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.llm import chat_model
+    from core.llm import chat_model
 
     llm = chat_model(Settings(data_dir=llm_data_dir), "none", ChatSettings(max_new_tokens=1))
     model, tokenizer = llm.loaded.model, llm.loaded.tokenizer

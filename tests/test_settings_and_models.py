@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app import models
-from app.settings import BUNDLED_EMBEDDING, Settings, load_settings
+from core import models
+from core.settings import BUNDLED_EMBEDDING, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,8 +93,8 @@ def test_bf16_embeddings_stay_in_the_fp32_vector_space(settings: Settings) -> No
 
 
 def test_llm_precision_auto_takes_4bit_only_where_it_is_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import models
-    from app.llm import llm_precision
+    from core import models
+    from core.llm import llm_precision
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     for native_bf16, expected in [(True, "nf4"), (False, "fp32")]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from app import bm25, store
-from app.retrieval import retriever
-from app.settings import Settings, StoreSettings
+from core import bm25, store
+from core.retrieval import retriever
+from core.settings import Settings, StoreSettings
 from ingestion.pipeline import ingest
 from tests.conftest import free_port, make_markdown, wait_healthy
 
@@ -92,7 +92,7 @@ def test_hybrid_search_finds_the_same_chunks_as_embedded(settings: Settings, rem
 def test_chat_answers_the_same_from_the_server(
     chat_data_dir: Path, chroma_server: StoreSettings, sample_docs_copy: Path, tmp_path: Path
 ) -> None:
-    from app.chain import chain_from_settings
+    from core.chain import chain_from_settings
 
     local = Settings(data_dir=chat_data_dir)
     update = {"store": chroma_server, "store_dir": tmp_path / "bm25-only", "collection": "chat"}

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.feedback import FEEDBACK_FILE
 from app.ui_turns import STOPPED
+from core.feedback import FEEDBACK_FILE
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -60,8 +60,8 @@ def test_adapter_can_be_switched(app: AppTest, tiny_adapter: Path) -> None:
 
 
 def test_upload_is_ingested_into_the_collection(app: AppTest, chat_data_dir: Path) -> None:
-    from app.settings import Settings
-    from app.store import client, source_root
+    from core.settings import Settings
+    from core.store import client, source_root
 
     settings = Settings(data_dir=chat_data_dir)
     before = client(settings).get_collection("docs").count()
@@ -172,9 +172,9 @@ def test_the_first_screen_without_documents_says_how_to_add_them(
 
 
 def test_an_answer_stopped_half_way_frees_the_model_for_the_next_question(chat_data_dir: Path) -> None:
-    from app.chain import chain_from_settings, stream_answer
-    from app.settings import Settings
     from app.ui_turns import sync_stream
+    from core.chain import chain_from_settings, stream_answer
+    from core.settings import Settings
 
     chain = chain_from_settings(Settings(data_dir=chat_data_dir), adapter="none", max_new_tokens=200)
     long_answer = {"question": "Describe the KD-400 sensor and every one of its features in detail.", "history": []}

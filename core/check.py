@@ -15,8 +15,8 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from app.injection import planted_instruction
-from app.settings import ChatSettings
+from core.injection import planted_instruction
+from core.settings import ChatSettings
 
 REFUSAL = "I couldn't find this in the documents."
 CITATION = re.compile(r"\s?\[(\d+)\]")
@@ -137,7 +137,7 @@ def refuse(result: CheckedAnswer, docs: list[Document], reason: str) -> CheckedA
 
 
 def steering_note(docs: list[Document]) -> str:
-    """Names the passages that could not vouch because they give the model orders (see app/injection.py)."""
+    """Names the passages that could not vouch because they give the model orders (see core/injection.py)."""
     steering = [
         f"{d.metadata.get('source', '?')} ({planted!r})"
         for d in docs

@@ -166,7 +166,7 @@ class LlmServerSettings(Strict):
 
 
 class AccessSettings(Strict):
-    """Optional: collections only named users may search in the chat (see app/access.py for what it is)."""
+    """Optional: collections only named users may search in the chat (see core/access.py for what it is)."""
 
     users: dict[str, SecretStr] = Field(default_factory=dict, description="User name → token (a password).")
     collections: dict[str, list[str]] = Field(
@@ -270,7 +270,7 @@ class UnknownVariable(ValueError):
 
 
 ENV_PREFIX = "ASKDOCS_"
-NOT_SETTINGS = {"ASKDOCS_TOKEN"}  # the command-line sign-in's token (app/access.py), never stored in settings
+NOT_SETTINGS = {"ASKDOCS_TOKEN"}  # the command-line sign-in's token (core/access.py), never stored in settings
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from core.settings import Settings
 
 EXIT_ERROR = 2
 
@@ -61,7 +61,7 @@ def settings_problem(exc: Exception) -> str:
     pydantic-settings' for a variable that must be JSON and isn't."""
     from pydantic import ValidationError
 
-    from app.settings import UnknownVariable
+    from core.settings import UnknownVariable
 
     if isinstance(exc, ValidationError):
         return "; ".join(field_problem(error) for error in exc.errors())
@@ -74,7 +74,7 @@ def settings_problem(exc: Exception) -> str:
 
 def field_problem(error: Any) -> str:
     """One pydantic error: the field's dotted name, and for an unknown one the closest known name."""
-    from app.settings import Settings, closest
+    from core.settings import Settings, closest
 
     name = ".".join(map(str, error["loc"])) or "value"
     if error["type"] != "extra_forbidden":
@@ -92,7 +92,7 @@ def cli_settings(**overrides: Any) -> Settings | int:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from app.settings import UnknownVariable, load_settings
+    from core.settings import UnknownVariable, load_settings
 
     try:
         return load_settings(**overrides)
@@ -103,8 +103,8 @@ def cli_settings(**overrides: Any) -> Settings | int:
 def ingested_settings(collection: str | None, data_dir: Path | None, user: str | None = None) -> Settings | int:
     """Settings for a command that reads an ingested collection (as `user`, signed in with ASKDOCS_TOKEN,
     where the collection is restricted), or the exit code of a one-line error."""
-    from app.access import AccessError, cli_user, opened_for
-    from app.store import StoreError, has_collection
+    from core.access import AccessError, cli_user, opened_for
+    from core.store import StoreError, has_collection
 
     settings = cli_settings(collection=collection, data_dir=data_dir)
     if isinstance(settings, int):

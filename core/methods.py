@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from app.settings import TrainSettings
+from core.settings import TrainSettings
 
 PEFT_METHODS = ("lora", "qlora", "ia3", "prefix", "prompt")
 CUSTOM_METHODS = ("series-adapter", "parallel-adapter", "peqa")

@@ -25,7 +25,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.outputs.chat_generation import merge_chat_generation_chunks
 from pydantic import ConfigDict, SkipValidation
 
-from app.settings import ChatSettings, Settings
+from core.settings import ChatSettings, Settings
 
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 NO_ADAPTER = "none"  # the settings value that means "the base model alone"
@@ -72,7 +72,7 @@ class LoadedModel:
     @contextmanager
     def using(self, adapter: Path | None) -> Iterator[Any]:
         """The model that generates with `adapter` (None: the base alone). Hold the lock."""
-        from finetune.methods import method_of
+        from core.methods import method_of
 
         if adapter is None:
             with self.model.disable_adapter() if self.adapters else nullcontext():
@@ -96,7 +96,7 @@ class LoadedModel:
     def load_adapter(self, folder: Path) -> str:
         from peft import PeftModel
 
-        from finetune.adapter import check_base
+        from core.adapter import check_base
 
         check_base(folder, self.base, self.base_hash)
         name = re.sub(r"\W", "_", folder.name) + f"_{len(self.adapters)}"
@@ -109,9 +109,9 @@ class LoadedModel:
 
     def load_copy(self, folder: Path) -> Any:
         """A base of its own with the adapter on it; PEQA's scales folded into fp32 weights (same outputs)."""
-        from app.models import load_causal_lm
-        from finetune import methods
-        from finetune.adapter import check_base
+        from core import methods
+        from core.adapter import check_base
+        from core.models import load_causal_lm
 
         check_base(folder, self.base, self.base_hash)
         peqa = methods.method_of(folder) == "peqa"
@@ -123,8 +123,8 @@ class LoadedModel:
 def load_model(base: str, base_path: str, precision: str) -> LoadedModel:
     from transformers import AutoTokenizer
 
-    from app.models import load_causal_lm
-    from finetune.adapter import base_hash
+    from core.adapter import base_hash
+    from core.models import load_causal_lm
 
     print(f"Loading the chat model {base} ({precision}) for this process ...", file=sys.stderr)
     model = load_causal_lm(base_path, quantize=precision == "nf4").eval()
@@ -134,7 +134,7 @@ def load_model(base: str, base_path: str, precision: str) -> LoadedModel:
 
 def shared_model(settings: Settings) -> LoadedModel:
     """The settings' base model, loaded once per process and shared by every caller."""
-    from app.models import llm_model_path
+    from core.models import llm_model_path
 
     with LOADING:  # functools.cache alone would let two sessions asking at once load two copies
         return load_model(settings.llm_base, llm_model_path(settings), llm_precision(settings))
@@ -146,14 +146,14 @@ def llm_precision(settings: Settings) -> str:
         return settings.llm_precision
     import torch
 
-    from app.models import cpu_has_bf16
+    from core.models import cpu_has_bf16
 
     return "nf4" if torch.cuda.is_available() or cpu_has_bf16() else "fp32"
 
 
 def resolve_adapter(settings: Settings, name: str | None = None) -> Path | None:
     """The adapter folder to use: a name, a path, "none", or (unset) the newest completed adapter."""
-    from finetune.adapter import AdapterError, newest_completed
+    from core.adapter import AdapterError, newest_completed
 
     name = name if name is not None else settings.adapter
     if name == NO_ADAPTER:
@@ -170,6 +170,8 @@ def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSetting
     """The chat model the settings ask for: local (base weights shared by every caller) or a server's."""
     chat = chat or settings.chat
     if settings.llm_backend == "openai-compatible":
+        from core.served_llm import server_chat_model
+
         return server_chat_model(settings, adapter, chat)
     loaded = shared_model(settings)
     folder = resolve_adapter(settings, adapter)
@@ -179,66 +181,6 @@ def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSetting
     return LocalChatModel(
         loaded=loaded, adapter=folder, max_new_tokens=chat.max_new_tokens, temperature=chat.temperature
     )
-
-
-def server_chat_model(settings: Settings, adapter: str | None, chat: ChatSettings) -> BaseChatModel:
-    """An OpenAI-compatible server's model (langchain-openai); the server applies the chat template."""
-    import httpx
-
-    from app.served_llm import ServedChatModel
-
-    server = settings.llm_server
-    return ServedChatModel(
-        base_url=server.url,
-        api_key=server.api_key,
-        model=served_model(settings, adapter),
-        temperature=chat.temperature,
-        max_tokens=chat.max_new_tokens,
-        # ChatOpenAI sends max_tokens as max_completion_tokens, which llama.cpp's server ignores: say both.
-        # The penalty has no OpenAI name. llama.cpp's repeat_penalty covers the answer; vLLM's
-        # repetition_penalty would cover the prompt too (answer_repetition_penalty), so vLLM gets none.
-        extra_body={"max_tokens": chat.max_new_tokens, "repeat_penalty": REPETITION_PENALTY},
-        timeout=server.timeout,
-        max_retries=1,
-        streaming=True,
-        # Each chat question streams in an event loop of its own (Streamlit's write_stream, asyncio.run):
-        # a kept-alive connection from the previous, closed loop fails with "Event loop is closed".
-        http_async_client=httpx.AsyncClient(timeout=server.timeout, limits=httpx.Limits(max_keepalive_connections=0)),
-    )
-
-
-def served_model(settings: Settings, adapter: str | None = None) -> str:
-    """The server's model for `adapter`: an adapter is a model name there (vLLM serves each
-    --lora-modules NAME as one); none or unset means the base (`llm_server.model`, else the first listed)."""
-    from app.models import ModelError
-
-    name = adapter if adapter is not None else settings.adapter
-    models = served_models(settings)
-    if name in (None, NO_ADAPTER):
-        name = settings.llm_server.model or models[0]
-    if name not in models:
-        raise ModelError(f"the LLM server at {settings.llm_server.url} does not serve {name!r}; it serves {models}")
-    return name
-
-
-def served_models(settings: Settings) -> list[str]:
-    """The model names an OpenAI-compatible server offers (GET /models)."""
-    from openai import OpenAI, OpenAIError
-
-    from app.models import ModelError
-
-    server = settings.llm_server
-    client = OpenAI(base_url=server.url, api_key=server.api_key.get_secret_value(), timeout=10, max_retries=0)
-    try:
-        models = [model.id for model in client.models.list()]
-    except OpenAIError as error:
-        raise ModelError(
-            f"cannot reach the LLM server at {server.url} ({type(error).__name__}): start it "
-            "(README, 'Scaling out') or set ASKDOCS_LLM_BACKEND=local"
-        ) from None
-    if not models:
-        raise ModelError(f"the LLM server at {server.url} serves no model")
-    return models
 
 
 def until_stop(pieces: Iterable[str], stop: list[str]) -> Iterator[str]:

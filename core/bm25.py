@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app import store
+from core import store
 
 if TYPE_CHECKING:
     import bm25s

@@ -12,7 +12,7 @@ import hmac
 import os
 import sys
 
-from app.settings import Settings
+from core.settings import Settings
 
 
 class AccessError(PermissionError):

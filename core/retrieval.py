@@ -17,8 +17,8 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from app.bm25 import Bm25Index
-from app.settings import RetrievalSettings, Settings
+from core.bm25 import Bm25Index
+from core.settings import RetrievalSettings, Settings
 
 MIN_OVERLAP = 10  # characters: a shorter match between two chunks' edges is chance ("the" + "each")
 
@@ -192,10 +192,10 @@ def retriever(
 ) -> HybridRetriever:
     """The retriever over `collection` (default: the settings') for a signed-in `user` (None: anonymous);
     `filters`: source_glob, file_types. Restricted collections raise `AccessError` for anyone else."""
-    from app.access import require
-    from app.bm25 import open_index
-    from app.models import QuestionEmbeddings
-    from app.store import checked_collection
+    from core.access import require
+    from core.bm25 import open_index
+    from core.models import QuestionEmbeddings
+    from core.store import checked_collection
 
     names = [collection] if isinstance(collection, str) else collection or [settings.collection]
     require(settings, names, user)

@@ -1,6 +1,6 @@
 """Model resolution and loading: bundled offline models or any HF id / local path.
 
-Run `python -m app.models` to prepare the bundled models once (the LLM is converted from GGUF, the
+Run `python -m core.models` to prepare the bundled models once (the LLM is converted from GGUF, the
 embedder exported to ONNX for questions).
 """
 
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 
-from app.cli import one_line
-from app.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings
+from core.cli import one_line
+from core.settings import BUNDLED_EMBEDDING, BUNDLED_LLM, Settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -289,12 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     argparse.ArgumentParser(
-        prog="python -m app.models",
+        prog="python -m core.models",
         description="Prepare the bundled models once: convert SmolLM2's GGUF for transformers and export "
         "MiniLM to ONNX, under DATA_DIR/models.",
     ).parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from app.cli import cli_settings
+    from core.cli import cli_settings
 
     settings = cli_settings()
     if isinstance(settings, int):

@@ -31,9 +31,9 @@ from langchain_core.runnables import (
     RunnablePassthrough,
 )
 
-from app.check import REFUSAL, CheckedAnswer, Embed, check
-from app.injection import defuse
-from app.settings import ChatSettings, Settings
+from core.check import REFUSAL, CheckedAnswer, Embed, check
+from core.injection import defuse
+from core.settings import ChatSettings, Settings
 
 SYSTEM = (
     "You answer questions about the company's documents. Use only the numbered context. "
@@ -53,7 +53,7 @@ ANSWER_LLM = "answer-llm"  # the run name that marks the tokens to stream
 # Where a small model, its answer written, goes on to write a passage, a heading or a new prompt
 # ("\n\n[5] (policies/...)") instead of ending: generation stops there and the answer stands alone.
 ANSWER_STOP = ["\n[", "\n#", "Question:", "Context:"]
-RRF_K = 60  # the usual reciprocal-rank constant (Cormack et al. 2009), as app/retrieval.py's default
+RRF_K = 60  # the usual reciprocal-rank constant (Cormack et al. 2009), as core/retrieval.py's default
 REWRITE = (
     "Rewrite the last question so it can be understood without the conversation. "
     "Reply with the question only.\n\nConversation:\n{history}\n\nLast question: {question}"
@@ -162,7 +162,7 @@ def with_previous_question(inputs: dict[str, Any]) -> str:
 def fuse_rankings(rankings: dict[str, list[Document]]) -> list[Document]:
     """One list from several rankings of chunks, by reciprocal rank (a chunk found by both rises), as long
     as the longest; a chunk keeps the score of the first ranking that found it."""
-    from app.retrieval import rrf
+    from core.retrieval import rrf
 
     lists = list(rankings.values())
     by_key: dict[tuple[Any, Any], Document] = {}
@@ -194,11 +194,11 @@ def chain_from_settings(
     user: str | None = None,
     **chat: Any,
 ) -> Runnable:
-    """The chain over the settings' collection and model, for a signed-in `user` (see app/access.py);
+    """The chain over the settings' collection and model, for a signed-in `user` (see core/access.py);
     `chat` overrides ChatSettings fields and `filters` (source_glob, file_types) narrow the search."""
-    from app.llm import chat_model
-    from app.models import encode, load_embedder
-    from app.retrieval import retriever
+    from core.llm import chat_model
+    from core.models import encode, load_embedder
+    from core.retrieval import retriever
 
     chat_settings = settings.chat.model_copy(update=chat)
     search = retriever(settings, k=chat_settings.top_k, user=user, **(filters or {}))  # access checked first
