@@ -101,6 +101,7 @@ bench: ingest
 	$(OFFLINE) $(PY) -m benchmarks.ingest
 	$(OFFLINE) $(PY) -m benchmarks.finetune
 	$(OFFLINE) $(PY) -m benchmarks.retrieval
+	$(OFFLINE) $(PY) -m benchmarks.check
 	$(OFFLINE) $(PY) -m benchmarks.generation
 
 sample-docs: $(STAMP)

@@ -31,7 +31,7 @@ from langchain_core.runnables import (
     RunnablePassthrough,
 )
 
-from core.check import REFUSAL, CheckedAnswer, Embed, check
+from core.check import REFUSAL, CheckedAnswer, Embed, Verify, check
 from core.injection import defuse
 from core.settings import ChatSettings, Settings
 
@@ -116,7 +116,7 @@ def asked_question(inputs: dict[str, Any]) -> str:
 
 
 def build_chain(
-    llm: BaseChatModel, retriever: BaseRetriever, embed: Embed, settings: ChatSettings
+    llm: BaseChatModel, retriever: BaseRetriever, embed: Embed, settings: ChatSettings, verify: Verify | None = None
 ) -> Runnable[dict[str, Any], CheckedAnswer]:
     """Input: {"question": str, "history": [(question, answer), ...]}; output: a `CheckedAnswer`."""
     answer = (
@@ -128,7 +128,7 @@ def build_chain(
     return (
         search_chain(llm, retriever, settings)
         | RunnablePassthrough.assign(answer=answer).with_config(run_name="answer")
-        | RunnableLambda(partial(check, settings=settings, embed=embed)).with_config(run_name="check")
+        | RunnableLambda(partial(check, settings=settings, embed=embed, verify=verify)).with_config(run_name="check")
     ).with_config(run_name="askdocs")
 
 
@@ -199,9 +199,11 @@ def chain_from_settings(
     from core.llm import chat_model
     from core.models import encode, load_embedder
     from core.retrieval import retriever
+    from core.verifier import load_verifier
 
     chat_settings = settings.chat.model_copy(update=chat)
     search = retriever(settings, k=chat_settings.top_k, user=user, **(filters or {}))  # access checked first
     embedder = load_embedder(settings)
     llm = chat_model(settings, adapter, chat_settings)
-    return build_chain(llm, search, partial(encode, settings, embedder), chat_settings)
+    verify = load_verifier(settings.model_copy(update={"chat": chat_settings}))
+    return build_chain(llm, search, partial(encode, settings, embedder), chat_settings, verify)

@@ -15,41 +15,25 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from core.conflict import conflict
+from core.facts import REPLY, Facts
 from core.injection import planted_instruction
 from core.settings import ChatSettings
+from core.text import SENTENCE_END, WORD, content_words
+from core.verifier import window
 
 REFUSAL = "I couldn't find this in the documents."
 CITATION = re.compile(r"\s?\[(\d+)\]")
 # Training answers cite like "(Source: office_locations.csv)"; the prompt asks for [n]. Accept both.
 NAMED_CITATION = re.compile(r"\s?\(Sources?:\s*([^)]*)\)", re.IGNORECASE)
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
-NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
-THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-DECIMAL = re.compile(r"\d+\.\d+")
-# A number and the unit written after it, if any: "up to 150 °C" is not vouched for by a passage whose
-# 150 is only ever "150 m". (A bare 150 may have its unit in a column name: that one vouches.)
-QUANTITY = re.compile(
-    r"(\d+(?:[.,]\d+)*)(?:\s*(°c|°f|%|€|eur|usd|sgd|gbp|chf|km|cm|mm|m|kg|g|kw|w|v|ghz|mhz|khz|hz|tb|gb|mb|ms)(?!\w))?",
-    re.IGNORECASE,
-)
-# E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
-IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\]>]+[^\s)\]>.,;:!?]")
-WORD = re.compile(r"[\w€$%.-]+")
-# "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
-NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
-# "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
-REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
+
+
 REFUSAL_HINTS = ("couldn't find", "could not find", "can't find", "cannot find", "don't know", "not in the documents")
 ECHO = re.compile(r"Context:|Question:|\[\d+\] \(|Use only the numbered context|^#{1,6} |```", re.MULTILINE)
-STOPWORD_TEXT = (
-    "a an the and or but if of to in on at by for with from as is are was were be been it its this that these those "
-    "you your we our they their he she his her i me my can do does did not no yes so than then there here what which "
-    "who whom when where why how all any each per via into out up about also will would should could may might must "
-    "has have had"
-)
-STOPWORDS = frozenset(STOPWORD_TEXT.split())
 
 Embed = Callable[[list[str]], Any]  # texts -> normalised vectors (rows)
+Verify = Callable[[list[tuple[str, str]]], list[float]]  # (claim, passage window) -> P(stated); core/verifier.py
+VERIFIED_PASSAGES = 2  # per sentence, the closest passages whose facts agree go to the verifier
 
 
 @dataclass
@@ -60,6 +44,8 @@ class Sentence:
     model_cited: list[int]
     similarity: float
     overlap: float
+    closest: int = 1  # the context number most like it, named when it is refused
+    verified: float | None = None  # the verifier's P(stated) for its passage, when the verifier judged
 
 
 @dataclass
@@ -90,8 +76,10 @@ def source_info(number: int, doc: Document) -> dict[str, Any]:
     return {"n": number, **{k: meta[k] for k in keys if meta.get(k) not in (None, "")}, "snippet": doc.page_content}
 
 
-def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> CheckedAnswer:
-    """inputs: question, query, docs (retrieved, in context order), answer (the model's text)."""
+def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed, verify: Verify | None = None) -> CheckedAnswer:
+    """inputs: question, query, docs (retrieved, in context order), answer (the model's text).
+    `verify`: the learned verifier (core/verifier.py) that decides which passage states a claim;
+    None: word overlap and embedding similarity decide, behind a minimum retrieval score."""
     docs: list[Document] = inputs["docs"]
     raw = inputs["answer"].strip()
     result = CheckedAnswer(
@@ -102,7 +90,7 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
         raw_answer=raw,
     )
     best = max((d.metadata.get("score", 0.0) for d in docs), default=None)
-    if best is None or best < settings.min_retrieval_score:
+    if best is None or (verify is None and best < settings.min_retrieval_score):
         return refuse(result, docs, f"no passage is close to the question (best score {best or 0:.2f})")
     if problem := degenerate(raw, inputs["question"]):
         return refuse(result, docs, problem)
@@ -112,13 +100,10 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed) -> Check
         return refuse(result, docs, f"the answer carries instruction-like text ({planted!r}), not a fact")
     text, removed = normalise_citations(raw, docs)
     result.removed_citations = removed
-    result.sentences = judge_sentences(text, result.query, docs, settings, embed)
+    result.sentences = judge_sentences(text, result.query, docs, settings, embed, verify)
     if not result.sentences or not result.sentences[0].supported:  # the direct answer comes first
-        return refuse(
-            result,
-            docs,
-            "the answer's first sentence is not supported by the retrieved passages" + (steering_note(docs)),
-        )
+        why = f": {why_not(result.sentences[0], docs)}" if result.sentences else ""
+        return refuse(result, docs, f"the answer's first sentence is not supported{why}{steering_note(docs)}")
     if supported_share(result.sentences) < settings.min_supported_share:
         return refuse(result, docs, "most of the answer is not supported by the retrieved passages")
     if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
@@ -134,6 +119,13 @@ def refuse(result: CheckedAnswer, docs: list[Document], reason: str) -> CheckedA
     result.answer, result.refused, result.reason = REFUSAL, True, reason
     result.sources = [source_info(n, doc) for n, doc in enumerate(docs[:3], start=1)]
     return result
+
+
+def why_not(sentence: Sentence, docs: list[Document]) -> str:
+    """What the closest passage says instead, e.g. "the answer says 130 EUR; [2] (prices.md) says 280 EUR"."""
+    number = sentence.closest
+    doc = docs[number - 1]
+    return conflict(sentence.text, doc.page_content, f"[{number}] ({doc.metadata.get('source', '?')})")
 
 
 def steering_note(docs: list[Document]) -> str:
@@ -205,7 +197,7 @@ def normalise_citations(answer: str, docs: list[Document]) -> tuple[str, list[in
 
 
 def judge_sentences(
-    text: str, question: str, docs: list[Document], settings: ChatSettings, embed: Embed
+    text: str, question: str, docs: list[Document], settings: ChatSettings, embed: Embed, verify: Verify | None = None
 ) -> list[Sentence]:
     sentences = [s.strip() for s in SENTENCE_END.split(text) if WORD.search(s)]
     for i in range(len(sentences) - 2, -1, -1):  # a bare "No." belongs to the sentence that explains it
@@ -219,11 +211,30 @@ def judge_sentences(
     ]  # vouch for nothing
     similarities = vectors[: len(plain)] @ vectors[len(plain) :].T
     asked = content_words(question)
+    verified = verified_by(plain, docs, passages, similarities, verify) if verify else [None] * len(plain)
     judged = []
     for i, sentence in enumerate(sentences):
         cited = [int(n) for n in CITATION.findall(sentence)]
-        judged.append(judge(plain[i], asked, cited, similarities[i], passages, settings))
+        judged.append(judge(plain[i], asked, cited, similarities[i], passages, settings, verified[i]))
     return judged
+
+
+def verified_by(
+    plain: list[str], docs: list[Document], passages: list[str], similarities: Any, verify: Verify
+) -> list[list[float | None]]:
+    """The verifier's P(stated) per sentence and passage, asked only for the VERIFIED_PASSAGES closest
+    passages whose numbers, units, identifiers and negation agree with the sentence (None elsewhere)."""
+    asked: list[tuple[int, int]] = []
+    for i, sentence in enumerate(plain):
+        facts = Facts.of(sentence)
+        agree = [n for n in range(len(docs)) if facts.stated_in(passages[n])]
+        asked += [(i, n) for n in sorted(agree, key=lambda n: -similarities[i][n])[:VERIFIED_PASSAGES]]
+    header = [shown(Document("", metadata=d.metadata)) for d in docs]
+    windows = [(plain[i], window(plain[i], header[n], docs[n].page_content)) for i, n in asked]
+    table: list[list[float | None]] = [[None] * len(docs) for _ in plain]
+    for (i, n), score in zip(asked, verify(windows), strict=True):
+        table[i][n] = score
+    return table
 
 
 def cite(sentence: Sentence) -> str:
@@ -235,69 +246,50 @@ def cite(sentence: Sentence) -> str:
 
 
 def judge(
-    plain: str, asked: set[str], cited: list[int], similarities: Any, passages: list[str], settings: ChatSettings
+    plain: str,
+    asked: set[str],
+    cited: list[int],
+    similarities: Any,
+    passages: list[str],
+    settings: ChatSettings,
+    verified: list[float | None] | None = None,
 ) -> Sentence:
     """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported.
     `passages`: the chunks as the model saw them (`shown`), in context order.
 
-    A sentence that only restates the question ("Yes, we have an office in Brazil.") adds no word
-    a chunk could vouch for by overlap or similarity, so a chunk must contain all its words. A chunk
-    vouches for a sentence's numbers, e-mail addresses and links only by containing them, for a
-    number's unit only if it does not give that number another one, and for a negated sentence only
-    if it negates something too.
+    A chunk vouches for a sentence's numbers, e-mail addresses and links only by containing them, for a
+    number's unit only if it does not give that number another one, and for a negated sentence only if
+    it negates something too (`Facts`). Then, with `verified` (the verifier's P(stated) per chunk, None
+    where it was not asked), the verifier decides. Without it, the sentence must share enough words with
+    the chunk or be close in meaning; a sentence that only restates the question ("Yes, we have an
+    office in Brazil.") must have all its words in the chunk.
     """
-    words, numbers, quantities = content_words(plain), numbers_in(plain), units(plain)
+    words, facts = content_words(plain), Facts.of(plain)
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words
-    identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
-    negated = bool(NEGATION.search(REPLY.sub("", plain)))
     scores = []
     for number, passage in enumerate(passages, start=1):
         overlap = len(words & content_words(passage)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
-        states_its_facts = (
-            bool(passage)  # blanked by judge_sentences: it gives the model instructions
-            and numbers <= numbers_in(passage)
-            and units_agree(quantities, units(passage))
-            and all(i in passage.lower() for i in identifiers)
-            and (not negated or bool(NEGATION.search(passage)))
-        )
-        close = similarity >= settings.support_similarity or overlap >= settings.support_overlap
-        if restates_question:
-            close = overlap == 1.0
-        supported = states_its_facts and close
+        if verified is not None:
+            score = verified[number - 1]
+            close = score is not None and score >= settings.verifier_threshold
+        else:
+            close = similarity >= settings.support_similarity or overlap >= settings.support_overlap
+            close = overlap == 1.0 if restates_question else close
+        supported = close and facts.stated_in(passage)
         scores.append((supported, number in cited, similarity + overlap, number, similarity, overlap))
     supported, _, _, number, similarity, overlap = max(scores)
-    return Sentence(plain, supported, number if supported else None, cited, round(similarity, 3), round(overlap, 3))
-
-
-def canonical(number: str) -> str:
-    """One spelling per value: 1,150 and 1150.00 are the same price, 03 (in 2025-05-03) and 3 the same day."""
-    if THOUSANDS.fullmatch(number):
-        number = number.replace(",", "")
-    if DECIMAL.fullmatch(number):
-        number = number.rstrip("0").rstrip(".")
-    return number.lstrip("0") or "0" if number.isdigit() else number
-
-
-def numbers_in(text: str) -> set[str]:
-    return {canonical(n) for n in NUMBER.findall(text)}
-
-
-def units(text: str) -> dict[str, set[str]]:
-    """Each number in `text` (canonical) and the units written after it ("" for none)."""
-    found: dict[str, set[str]] = {}
-    for number, unit in QUANTITY.findall(text):
-        found.setdefault(canonical(number), set()).add(unit.lower().replace("€", "eur"))
-    return found
-
-
-def units_agree(claimed: dict[str, set[str]], passage: dict[str, set[str]]) -> bool:
-    """Every unit the answer gives a number appears with that number in the passage, or the passage
-    also writes the number bare."""
-    return all(
-        "" in passage.get(number, set()) or unit in passage.get(number, set())
-        for number, given in claimed.items()
-        for unit in given - {""}
+    closest = max(scores, key=lambda s: s[2])[3]
+    score = verified[number - 1] if verified is not None else None
+    return Sentence(
+        plain,
+        supported,
+        number if supported else None,
+        cited,
+        round(similarity, 3),
+        round(overlap, 3),
+        closest,
+        None if score is None else round(score, 3),
     )
 
 
@@ -305,7 +297,3 @@ def shown(doc: Document) -> str:
     """A passage as the model saw it: where it sits (file, section) above its text. A row of a
     specification table vouches for "The KD-GW2 runs at -20 to +60 °C" through its section's name."""
     return "\n".join(str(p) for p in (doc.metadata.get("source"), doc.metadata.get("section"), doc.page_content) if p)
-
-
-def content_words(text: str) -> set[str]:
-    return {w.strip(".-") for w in WORD.findall(text.lower()) if w.strip(".-") and w.strip(".-") not in STOPWORDS}

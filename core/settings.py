@@ -105,6 +105,13 @@ class ChatSettings(Strict):
     # Reference answers in data/qa: 217 of 239 share a word; 8 of the other 22 fall below 0.35.
     min_answer_relevance: float = Field(0.35, ge=-1, le=1)
     history_turns: int = Field(3, ge=0, description="Earlier question/answer pairs used to rewrite a follow-up.")
+    verifier: str = Field(
+        "auto",
+        description="Who decides that a passage states a claim: 'auto' (the verifier trained on this collection by "
+        "python -m finetune --verifier, else the shipped one), 'none' (word overlap and similarity), or a folder.",
+    )
+    # 0.5: the verifier's own decision boundary (trained with balanced classes), not fitted to any question set.
+    verifier_threshold: float = Field(0.5, gt=0, lt=1)
 
 
 SearchMode = Literal["hybrid", "dense", "bm25"]

@@ -174,16 +174,18 @@ def reference_answerer(settings: Settings) -> Callable[[Question], CheckedAnswer
     from core.check import check
     from core.models import encode, load_embedder
     from core.retrieval import retriever
+    from core.verifier import load_verifier
     from finetune.rag_data import cited_answer
 
     search, embed = retriever(settings), partial(encode, settings, load_embedder(settings))
+    verify = load_verifier(settings)
 
     def answer(question: Question) -> CheckedAnswer:
         docs = search.invoke(question.question)
         retrieved = {d.metadata.get("source") for d in docs}
         gold = next((g for g in (g.partition("#")[0] for g in question.gold_sources) if g in retrieved), None)
         text = cited_answer(question.answer, gold, docs)
-        return check({"question": question.question, "docs": docs, "answer": text}, settings.chat, embed)
+        return check({"question": question.question, "docs": docs, "answer": text}, settings.chat, embed, verify)
 
     return answer
 

@@ -5,6 +5,7 @@
     python -m evaluation data/qa/eval.jsonl --min-recall-at-5 0.9   # a gate: exit 1 below it
     python -m evaluation data/qa/followups.jsonl --answers rag     # follow-ups: how each search finds them
     python -m evaluation data/feedback/feedback.jsonl --answers rag  # the chat's 👎 as a regression set
+    python -m evaluation data/qa/eval.jsonl --check               # the answer check vs planted errors
 
 Gates apply to the configured retrieval mode (ASKDOCS_RETRIEVAL__MODE) and to the last --answers
 configuration.
@@ -36,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_options(parser)
     parser.add_argument("--modes", default="dense,bm25,hybrid", help="retrieval modes to compare")
     parser.add_argument("--answers", default="", help="answer configurations: no-rag, rag, rag+ADAPTER (slow)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="also measure the answer check: reference answers as written and with planted errors, through the\n"
+        "check with the word rules (verifier none) and with the configured verifier",
+    )
     parser.add_argument("--limit", type=positive_int, help="only the first N questions")
     parser.add_argument("--min-recall-at-5", type=float, help="gate: recall@5 of the configured mode")
     parser.add_argument("--min-mrr", type=float, help="gate: MRR of the configured mode")
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ingested_settings(args.collection, args.data_dir, args.user)
     if isinstance(settings, int):
         return settings
-    from evaluation import answers, retrieval
+    from evaluation import answers, checks, retrieval
 
     results: dict[str, Any] = {"questions": str(args.questions), "collection": settings.collection}
     results["search"] = settings.retrieval.model_dump(exclude={"mode"})  # what the modes were run with
@@ -68,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         results["followups"] = followups.evaluate(settings, questions)
     if configs:
         results["answers"] = answers.evaluate(settings, questions, configs)
+    if args.check:
+        results["check"] = checks.compare(settings, questions)
     report = markdown(results, settings.retrieval.mode)
     if args.report:
         args.report.write_text(report, encoding="utf-8")
@@ -126,6 +135,10 @@ def markdown(results: dict[str, Any], mode: str) -> str:
             reasons = "; ".join(f"{reason} ({n})" for reason, n in row["false_refusal_reasons"].items())
             lines.append(f"- {name}: {reasons or 'none refused'}")
     lines += followups.markdown(results)
+    if results.get("check"):
+        from evaluation import checks
+
+        lines += ["", *checks.markdown(results["check"], results["questions"])]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ Examples:
     python -m finetune --method peqa --peqa-bits 3            # 3-bit integers, only the scales train
     python -m finetune --compare lora,qlora,prefix,prompt,ia3,series-adapter,parallel-adapter,peqa --max-steps 30
     python -m finetune --list                                 # adapters, newest first
+    python -m finetune --verifier --collection docs           # the answer check's verifier, from your documents
 
 Several processes on one CPU machine (gloo; each takes --batch-size examples of every step):
     OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m finetune --lora --batch-size 4
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from core.cli import cli_settings, fail, quiet_libraries
+from core.cli import cli_settings, fail, positive_int, quiet_libraries
 from core.settings import METHODS
 
 TRAIN_FLAGS = {
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--lora", dest="method", action="store_const", const="lora", help="fp32 base + LoRA")
     method.add_argument("--method", choices=METHODS, help="any parameter-efficient method (see below)")
     method.add_argument("--list", action="store_true", help="list adapters (newest first) and exit")
+    method.add_argument(
+        "--verifier",
+        action="store_true",
+        help="train the answer check's verifier on --collection's own documents (DATA_DIR/verifiers/COLLECTION)",
+    )
     method.add_argument("--merge", metavar="NAME", help="merge adapter NAME into the full-precision base and save it")
     method.add_argument(
         "--compare", metavar="M1,M2,...", help="train each method on the same data and steps; one table + plot"
@@ -74,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-modules", help="comma-separated module names (default: all attention + MLP)")
     parser.add_argument("--base", help="base model: HF id or path (default: bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--data-dir", type=Path, help="where models and adapters live (default: data)")
+    parser.add_argument("--collection", help="--verifier: the ingested collection to learn from (default: settings')")
+    parser.add_argument("--chunks", type=positive_int, default=3000, help="--verifier: chunks sampled (default: 3000)")
     parser.add_argument("--peqa-train-zeros", action="store_true", help="PEQA: train the zero points too")
     parser.add_argument("--report", type=Path, help="--compare: markdown report (default: DATA_DIR/compare-DATE.md)")
     parser.add_argument("--resume", action="store_true", help="continue --output from its last checkpoint")
@@ -103,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     if args.list:
         return show_adapters(settings.adapters_dir, as_json=args.json)
+    if args.verifier:
+        return run_verifier(settings.model_copy(update={"collection": args.collection or settings.collection}), args)
     if args.merge:
         return run_merge(settings, args.merge)
     if args.compare:
@@ -146,6 +156,23 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
         print(f"note: {manifest['truncated_examples']} examples were longer than --max-seq-len and were cut to it")
     if "comparison" in manifest:
         print(evaluate.format_table(manifest["comparison"]))
+    return 0
+
+
+def run_verifier(settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    quiet_libraries()
+    from core.store import StoreError
+    from finetune.verifier import train_verifier
+
+    output = settings.data_dir / "verifiers" / args.output if args.output else None
+    try:
+        manifest = train_verifier(
+            settings, output, chunks=args.chunks, epochs=int(args.epochs or 1), lr=args.lr or 5e-4
+        )
+    except StoreError as exc:
+        return fail(str(exc))
+    accuracy = ", ".join(f"{kind} {value:.3f}" for kind, value in manifest["validation_accuracy"].items())
+    print(json.dumps(manifest, indent=2) if args.json else f"verifier for {settings.collection}: held-out {accuracy}")
     return 0
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from core.check import CITATION, REFUSAL, content_words, is_refusal
+from core.check import CITATION, REFUSAL, is_refusal
 from core.jsonl import read_objects
+from core.text import content_words
 
 
 class FeedbackError(ValueError):
@@ -118,7 +119,9 @@ def source_of(answer: str, docs: list[Document]) -> str | None:
     return docs[best].metadata.get("source") if best is not None and overlap[best] else None
 
 
-def example(item: Feedback, docs: list[Document], settings: Any, embed: Any) -> dict[str, Any] | None:
+def example(
+    item: Feedback, docs: list[Document], settings: Any, embed: Any, verify: Any = None
+) -> dict[str, Any] | None:
     """A training line for `item` over `docs`, or None when its target can't be taught from them."""
     from core.chain import asked_question
     from core.check import check
@@ -132,7 +135,7 @@ def example(item: Feedback, docs: list[Document], settings: Any, embed: Any) -> 
     asked = asked_question(turn)  # the question as the chain's prompt puts it
     line = rag_example(asked, REFUSAL if refusal else wanted, None if refusal else source_of(wanted, docs), docs)
     said = line["messages"][-1]["content"]
-    if not refusal and check(turn | {"docs": docs, "answer": said}, settings.chat, embed).refused:
+    if not refusal and check(turn | {"docs": docs, "answer": said}, settings.chat, embed, verify).refused:
         return None
     return line | {"feedback": item.rating, "line": item.where}
 
@@ -146,9 +149,11 @@ def convert_feedback(settings: Any, feedback_file: Path, output: Path) -> dict[s
     from core.models import encode, load_embedder
     from core.retrieval import retriever
     from core.store import StoreError
+    from core.verifier import load_verifier
     from finetune.rag_data import write_lines
 
     embed = partial(encode, settings, load_embedder(settings))
+    verify = load_verifier(settings)
     searches: dict[str, Any] = {}
     lines, counts = [], {"corrected": 0, "approved": 0, "no correction": 0, "not in the passages": 0}
     for item in latest(read_feedback(feedback_file)):
@@ -164,7 +169,7 @@ def convert_feedback(settings: Any, feedback_file: Path, output: Path) -> dict[s
         docs = searches[item.collection].invoke(
             {"question": item.question, "query": item.query, "history": item.history}
         )
-        line = example(item, docs, settings, embed)
+        line = example(item, docs, settings, embed, verify)
         counts["not in the passages" if line is None else "corrected" if item.rating == "down" else "approved"] += 1
         if line is not None:
             lines.append(line)

@@ -20,8 +20,9 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from core.check import NAMED_CITATION, REFUSAL, content_words
+from core.check import NAMED_CITATION, REFUSAL
 from core.cli import add_store_options
+from core.text import content_words
 
 
 def cited_answer(answer: str, source: str | None, docs: list[Document]) -> str:

@@ -10,8 +10,9 @@ from langchain_core.documents import Document
 
 from core.settings import Settings
 from evaluation import checks
-from evaluation.checks import KINDS, claim_of, planted
+from evaluation.checks import claim_of
 from evaluation.data import read_questions
+from finetune.perturb import KINDS, planted
 from tests.conftest import ROOT
 
 OFFICES = Document(
@@ -32,7 +33,8 @@ def test_the_first_sentence_without_citations_is_the_claim() -> None:
 def test_each_kind_plants_its_error_or_says_it_does_not_apply() -> None:
     rng = random.Random(0)
     claim = "The hotel cap in Paris is 280 EUR per night."
-    made = {kind: planted(kind, claim, [OFFICES, TRAVEL], [claim, "Parking is free."], rng) for kind in KINDS}
+    passages = [OFFICES.page_content, TRAVEL.page_content]
+    made = {kind: planted(kind, claim, passages, [claim, "Parking is free."], rng) for kind in KINDS}
     assert made["correct"] == claim
     assert made["negation"] == "The hotel cap in Paris is not 280 EUR per night."
     assert made["unit_changed"] == "The hotel cap in Paris is 280 USD per night."
@@ -40,8 +42,8 @@ def test_each_kind_plants_its_error_or_says_it_does_not_apply() -> None:
     assert made["number_swapped"] != claim and "280" not in made["number_swapped"]  # type: ignore[operator]
     assert made["entity_swapped"] != claim and "Paris" not in made["entity_swapped"]  # type: ignore[operator]
     assert made["other_answer"] == "Parking is free."
-    assert planted("negation", "Parking is not free.", [OFFICES], [], rng) == "Parking is free."
-    assert planted("number_absent", "Parking is free.", [OFFICES], [], rng) is None
+    assert planted("negation", "Parking is not free.", [OFFICES.page_content], [], rng) == "Parking is free."
+    assert planted("number_absent", "Parking is free.", [OFFICES.page_content], [], rng) is None
 
 
 @pytest.mark.slow
@@ -54,4 +56,17 @@ def test_the_check_is_measured_per_kind_on_the_sample_set(chat_data_dir: Path) -
     assert kinds["number_absent"]["rate"] == 0.0 and kinds["other_answer"]["rate"] == 0.0  # what it guarantees
     wrongly = {e["kind"] for e in result["examples"]}
     assert all(kinds[k]["accepted"] > 0 for k in wrongly - {"correct"})  # every example is one it accepted
-    assert "| correct | " in "\n".join(checks.markdown(result, "sample"))
+    assert "| correct | " in "\n".join(checks.markdown({"rules": result}, "sample"))
+
+
+@pytest.mark.slow
+def test_python_m_evaluation_check_reports_the_check_per_kind(
+    chat_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evaluation.cli import main
+
+    questions = str(ROOT / "data" / "qa" / "eval.jsonl")
+    assert main([questions, "--data-dir", str(chat_data_dir), "--modes", "hybrid", "--limit", "6", "--check"]) == 0
+    report = capsys.readouterr().out
+    assert "The answer check on" in report and "| kind | rules | should be |" in report
+    assert "| number_absent | 0.000 (" in report  # no passage has the number: always refused

@@ -24,6 +24,7 @@ MODULES = [
     "benchmarks.ingest",
     "benchmarks.finetune",
     "benchmarks.retrieval",
+    "benchmarks.check",
     "benchmarks.generation",
 ]
 SCRIPTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.py"))

@@ -1,0 +1,66 @@
+"""What a passage must contain verbatim to vouch for a claim: its numbers (with their units), e-mail
+addresses and links, and a negation if the claim negates."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.text import canonical, numbers_in
+
+# A number and the unit written after it, if any: "up to 150 °C" is not vouched for by a passage whose
+# 150 is only ever "150 m". (A bare 150 may have its unit in a column name: that one vouches.)
+QUANTITY = re.compile(
+    r"(\d+(?:[.,]\d+)*)(?:\s*(°c|°f|%|€|eur|usd|sgd|gbp|chf|km|cm|mm|m|kg|g|kw|w|v|ghz|mhz|khz|hz|tb|gb|mb|ms)(?!\w))?",
+    re.IGNORECASE,
+)
+# E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
+IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\]>]+[^\s)\]>.,;:!?]")
+# "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
+NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
+# "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
+REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
+
+
+@dataclass
+class Facts:
+    """What a passage must contain, verbatim, to vouch for a sentence."""
+
+    numbers: set[str]
+    quantities: dict[str, set[str]]
+    identifiers: set[str]
+    negated: bool
+
+    @classmethod
+    def of(cls, plain: str) -> Facts:
+        identifiers = {i.lower() for i in IDENTIFIER.findall(plain)}
+        return cls(numbers_in(plain), units(plain), identifiers, bool(NEGATION.search(REPLY.sub("", plain))))
+
+    def stated_in(self, passage: str) -> bool:
+        """Every number (with its unit), e-mail address and link, and a negation if the sentence has one.
+        An empty passage (one that gives the model instructions) states nothing."""
+        return (
+            bool(passage)
+            and self.numbers <= numbers_in(passage)
+            and units_agree(self.quantities, units(passage))
+            and all(i in passage.lower() for i in self.identifiers)
+            and (not self.negated or bool(NEGATION.search(passage)))
+        )
+
+
+def units(text: str) -> dict[str, set[str]]:
+    """Each number in `text` (canonical) and the units written after it ("" for none)."""
+    found: dict[str, set[str]] = {}
+    for number, unit in QUANTITY.findall(text):
+        found.setdefault(canonical(number), set()).add(unit.lower().replace("€", "eur"))
+    return found
+
+
+def units_agree(claimed: dict[str, set[str]], passage: dict[str, set[str]]) -> bool:
+    """Every unit the answer gives a number appears with that number in the passage, or the passage
+    also writes the number bare."""
+    return all(
+        "" in passage.get(number, set()) or unit in passage.get(number, set())
+        for number, given in claimed.items()
+        for unit in given - {""}
+    )

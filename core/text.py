@@ -1,0 +1,41 @@
+"""Words, numbers and names in text, the way the check and its tests compare claims with passages."""
+
+from __future__ import annotations
+
+import re
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+DECIMAL = re.compile(r"\d+\.\d+")
+WORD = re.compile(r"[\w€$%.-]+")
+STOPWORD_TEXT = (
+    "a an the and or but if of to in on at by for with from as is are was were be been it its this that these those "
+    "you your we our they their he she his her i me my can do does did not no yes so than then there here what which "
+    "who whom when where why how all any each per via into out up about also will would should could may might must "
+    "has have had"
+)
+STOPWORDS = frozenset(STOPWORD_TEXT.split())
+NAME = re.compile(r"(?<![.!?:]\s)(?<!^)(?<!\n)\b[A-Z][a-zA-Z]+(?:\s[A-Z][a-zA-Z]+)*\b")
+
+
+def canonical(number: str) -> str:
+    """One spelling per value: 1,150 and 1150.00 are the same price, 03 (in 2025-05-03) and 3 the same day."""
+    if THOUSANDS.fullmatch(number):
+        number = number.replace(",", "")
+    if DECIMAL.fullmatch(number):
+        number = number.rstrip("0").rstrip(".")
+    return number.lstrip("0") or "0" if number.isdigit() else number
+
+
+def numbers_in(text: str) -> set[str]:
+    return {canonical(n) for n in NUMBER.findall(text)}
+
+
+def content_words(text: str) -> set[str]:
+    return {w.strip(".-") for w in WORD.findall(text.lower()) if w.strip(".-") and w.strip(".-") not in STOPWORDS}
+
+
+def names_in(text: str) -> set[str]:
+    """Capitalised words (and runs of them) that are not a sentence's first word nor a common word."""
+    return {n for n in NAME.findall(text) if n.split()[0].lower() not in STOPWORDS and len(n) > 2}
