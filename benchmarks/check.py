@@ -1,8 +1,9 @@
 """Speed of the answer check: python -m benchmarks.check.
 
 A 3-sentence answer over the 4 passages retrieved for each of the first data/qa questions, through the
-check with the word rules (the peer: today's check without a verifier) and with the shipped verifier,
-on all cores; p50 and p95 of RUNS calls after a warm-up. The embedder's calls are part of both.
+check with the word rules (the peer: today's check without a verifier) and with a verifier (--verifier
+FOLDER, else the one `chat.verifier` picks; none trained: the rules alone), on all cores; p50 and p95
+over the questions after a warm-up. The embedder's calls are part of both.
 """
 
 from __future__ import annotations
@@ -52,21 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     from core.cli import docstring_parser, quiet_libraries
     from core.models import encode, load_embedder
     from core.settings import apply_environment, load_settings
-    from core.verifier import SHIPPED, load_verifier
+    from core.verifier import load_verifier, verifier_dir
 
-    docstring_parser("python -m benchmarks.check", __doc__).parse_args(argv)
+    parser = docstring_parser("python -m benchmarks.check", __doc__)
+    parser.add_argument("--verifier", type=Path, help="a verifier folder (python -m finetune --verifier)")
+    args = parser.parse_args(argv)
     quiet_libraries()
     settings = load_settings()
     apply_environment(settings)
     embed = partial(encode, settings, load_embedder(settings))
     inputs = cases(settings)
-    verify = load_verifier(
-        settings.model_copy(update={"chat": settings.chat.model_copy(update={"verifier": str(SHIPPED)})})
-    )
-    rows = {
-        "word rules (no verifier)": timed(partial(check, settings=settings.chat, embed=embed), inputs),
-        "shipped verifier": timed(partial(check, settings=settings.chat, embed=embed, verify=verify), inputs),
-    }
+    chosen = settings.chat.model_copy(update={"verifier": str(args.verifier)}) if args.verifier else settings.chat
+    folder = verifier_dir(settings.model_copy(update={"chat": chosen}))
+    rows = {"word rules (no verifier)": timed(partial(check, settings=settings.chat, embed=embed), inputs)}
+    if folder is not None:
+        verify = load_verifier(settings.model_copy(update={"chat": chosen}))
+        rows[f"verifier {folder.name}"] = timed(partial(check, settings=chosen, embed=embed, verify=verify), inputs)
     lines = [
         f"## Answer check benchmark — {time.strftime('%Y-%m-%d')}",
         "",
