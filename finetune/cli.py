@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from core.cli import cli_settings, fail, positive_int, quiet_libraries
+from core.cli import add_store_options, cli_settings, fail, ingested_settings, positive_int, quiet_libraries
 from core.settings import METHODS
 
 TRAIN_FLAGS = {
@@ -79,8 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
     parser.add_argument("--target-modules", help="comma-separated module names (default: all attention + MLP)")
     parser.add_argument("--base", help="base model: HF id or path (default: bundled SmolLM2-135M-Instruct)")
-    parser.add_argument("--data-dir", type=Path, help="where models and adapters live (default: data)")
-    parser.add_argument("--collection", help="--verifier: the ingested collection to learn from (default: settings')")
+    add_store_options(parser)  # --data-dir: where models and adapters live too; --collection, --user: --verifier's
     parser.add_argument("--chunks", type=positive_int, default=3000, help="--verifier: chunks sampled (default: 3000)")
     parser.add_argument("--peqa-train-zeros", action="store_true", help="PEQA: train the zero points too")
     parser.add_argument("--report", type=Path, help="--compare: markdown report (default: DATA_DIR/compare-DATE.md)")
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         return show_adapters(settings.adapters_dir, as_json=args.json)
     if args.verifier:
-        return run_verifier(settings.model_copy(update={"collection": args.collection or settings.collection}), args)
+        return run_verifier(args)
     if args.merge:
         return run_merge(settings, args.merge)
     if args.compare:
@@ -159,10 +158,13 @@ def run_training(settings, *, resume: bool, compare: bool, as_json: bool) -> int
     return 0
 
 
-def run_verifier(settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    quiet_libraries()
+def run_verifier(args: argparse.Namespace) -> int:
     from core.store import StoreError
     from finetune.verifier import train_verifier
+
+    settings = ingested_settings(args.collection, args.data_dir, args.user)  # the collection exists, may be read
+    if isinstance(settings, int):
+        return settings
 
     output = settings.data_dir / "verifiers" / args.output if args.output else None
     try:

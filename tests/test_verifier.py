@@ -144,3 +144,13 @@ def test_a_verifier_trained_on_a_collection_is_used_by_the_check(chat_data_dir: 
     assert 0.0 <= score <= 1.0
     result = checked("pool_size defaults to 5 and max_overflow defaults to 10.", verify)
     assert result.sentences[0].verified is not None  # type: ignore[attr-defined]
+
+
+def test_training_a_verifier_on_a_missing_collection_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune.cli import main
+
+    assert main(["--verifier", "--collection", "nosuch", "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: no collection 'nosuch': run `python -m ingestion DIR` first"
+    assert not list(tmp_path.iterdir())
