@@ -1,7 +1,8 @@
 """The chain's last step: check the answer against the retrieved chunks before anyone reads it.
 
 Citations to chunks that were not in the context are removed; each sentence is marked supported
-or not (embedding similarity or word overlap with a context chunk); an answer with no supported
+or not (a chunk must contain its numbers, links and negation verbatim, then the learned verifier
+decides, or without one, embedding similarity or word overlap); an answer with no supported
 sentence, a degenerate one (empty, looping, echoing the prompt) or one over a retrieval that found
 nothing relevant becomes an honest "I couldn't find this in the documents".
 """
@@ -26,8 +27,6 @@ REFUSAL = "I couldn't find this in the documents."
 CITATION = re.compile(r"\s?\[(\d+)\]")
 # Training answers cite like "(Source: office_locations.csv)"; the prompt asks for [n]. Accept both.
 NAMED_CITATION = re.compile(r"\s?\(Sources?:\s*([^)]*)\)", re.IGNORECASE)
-
-
 REFUSAL_HINTS = ("couldn't find", "could not find", "can't find", "cannot find", "don't know", "not in the documents")
 ECHO = re.compile(r"Context:|Question:|\[\d+\] \(|Use only the numbered context|^#{1,6} |```", re.MULTILINE)
 
@@ -229,8 +228,7 @@ def verified_by(
         facts = Facts.of(sentence)
         agree = [n for n in range(len(docs)) if facts.stated_in(passages[n])]
         asked += [(i, n) for n in sorted(agree, key=lambda n: -similarities[i][n])[:VERIFIED_PASSAGES]]
-    header = [shown(Document("", metadata=d.metadata)) for d in docs]
-    windows = [(plain[i], window(plain[i], header[n], docs[n].page_content)) for i, n in asked]
+    windows = [(plain[i], window(plain[i], header(docs[n]), docs[n].page_content)) for i, n in asked]
     table: list[list[float | None]] = [[None] * len(docs) for _ in plain]
     for (i, n), score in zip(asked, verify(windows), strict=True):
         table[i][n] = score
@@ -296,4 +294,9 @@ def judge(
 def shown(doc: Document) -> str:
     """A passage as the model saw it: where it sits (file, section) above its text. A row of a
     specification table vouches for "The KD-GW2 runs at -20 to +60 °C" through its section's name."""
-    return "\n".join(str(p) for p in (doc.metadata.get("source"), doc.metadata.get("section"), doc.page_content) if p)
+    return "\n".join(p for p in (header(doc), doc.page_content) if p)
+
+
+def header(doc: Document) -> str:
+    """Where a passage sits: its file and section, one per line."""
+    return "\n".join(str(p) for p in (doc.metadata.get("source"), doc.metadata.get("section")) if p)

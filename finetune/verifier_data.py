@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from langchain_core.documents import Document
 
+from core.check import header
 from core.text import content_words
 from core.verifier import window
 from finetune.perturb import KINDS, planted, sentences_of
@@ -45,7 +47,7 @@ class Chunk:
 
 
 def chunk_of(document: str, meta: dict[str, Any]) -> Chunk:
-    return Chunk("\n".join(str(p) for p in (meta.get("source"), meta.get("section")) if p), document)
+    return Chunk(header(Document(document, metadata=meta)), document)
 
 
 def neighbours(embeddings: np.ndarray, picked: list[int], count: int = NEIGHBOURS) -> dict[int, list[int]]:
