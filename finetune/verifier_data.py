@@ -25,6 +25,7 @@ from core.verifier import window
 from finetune.perturb import KINDS, planted, sentences_of
 
 NEIGHBOURS = 3
+NOT_STATED = 0.5  # a neighbour's sentence sharing fewer of its content words with P is a negative
 PLANTED = [k for k in KINDS if k not in ("correct", "other_answer")]
 BRACKETS = re.compile(r"\s*\([^()]*\)")
 MAIN_CLAUSE = re.compile(r"^(.{25,}?)(?:, (?:but|and|which|so|while|whereas) |; ).*$")
@@ -75,10 +76,10 @@ def supported_forms(sentence: str, rng: random.Random) -> list[tuple[str, str]]:
     return forms
 
 
-def stated_in(sentence: str, passage: str) -> bool:
-    """Whether a passage (overlapping chunks share text) already states most of a sentence."""
+def shared(sentence: str, passage: str) -> float:
+    """The share of a sentence's content words that a passage has."""
     words = content_words(sentence)
-    return not words or len(words & content_words(passage)) / len(words) >= 0.8
+    return len(words & content_words(passage)) / len(words) if words else 1.0
 
 
 def pairs_for(index: int, chunk: Chunk, near: list[str], rng: random.Random) -> list[Pair]:
@@ -92,7 +93,9 @@ def pairs_for(index: int, chunk: Chunk, near: list[str], rng: random.Random) -> 
         claim = planted(kind, sentence, [chunk.body, *near], [], rng)
         if claim is not None and claim != sentence:
             claims.append((claim, 0, kind))
-    elsewhere = [s for text in near for s in sentences_of(text, min_words=5) if not stated_in(s, chunk.body)]
+    # Only what P plainly does not say: a neighbour's sentence may restate P in other words, and a
+    # restatement taught as unsupported teaches the verifier to refuse every answer not copied word for word.
+    elsewhere = [s for text in near for s in sentences_of(text, min_words=5) if shared(s, chunk.body) < NOT_STATED]
     if elsewhere:
         claims.append((rng.choice(elsewhere), 0, "neighbour_sentence"))
     return [Pair(claim, window(claim, chunk.header, chunk.body), label, kind, index) for claim, label, kind in claims]
