@@ -1,8 +1,8 @@
 """The chain's last step: check the answer against the retrieved chunks before anyone reads it.
 
 Citations to chunks that were not in the context are removed; each sentence is marked supported
-or not (a chunk must contain its numbers, links and negation verbatim, then the learned verifier
-decides, or without one, embedding similarity or word overlap); an answer with no supported
+or not (one span of a chunk must contain its numbers, names, links and negations verbatim, then the
+learned verifier decides, or without one, embedding similarity or word overlap); an answer with no supported
 sentence, a degenerate one (empty, looping, echoing the prompt) or one over a retrieval that found
 nothing relevant becomes an honest "I couldn't find this in the documents".
 """
@@ -17,11 +17,11 @@ from typing import Any
 from langchain_core.documents import Document
 
 from core.conflict import conflict
-from core.facts import REPLY, Facts
+from core.facts import NEGATION, REPLY, Facts
 from core.injection import planted_instruction
 from core.settings import ChatSettings
-from core.text import SENTENCE_END, WORD, content_words
-from core.verifier import window
+from core.text import SENTENCE_END, WORD, content_words, names_in, nearest, sentences, window
+from core.verifier import WINDOW_WORDS
 
 REFUSAL = "I couldn't find this in the documents."
 CITATION = re.compile(r"\s?\[(\d+)\]")
@@ -33,6 +33,10 @@ ECHO = re.compile(r"Context:|Question:|\[\d+\] \(|Use only the numbered context|
 Embed = Callable[[list[str]], Any]  # texts -> normalised vectors (rows)
 Verify = Callable[[list[tuple[str, str]]], list[float]]  # (claim, passage window) -> P(stated); core/verifier.py
 VERIFIED_PASSAGES = 2  # per sentence, the closest passages whose facts agree go to the verifier
+# A claim rests on one span of a passage: the sentence nearest it and its neighbours, this many words. Its
+# numbers, names and negations must all be there, not anywhere in the context ("In Paris the cap is 280 SGD"
+# takes Paris from one row and 280 from another). 40: about two sentences; measured, not fitted (RESULTS.md).
+SPAN_WORDS = 40
 
 
 @dataclass
@@ -205,16 +209,19 @@ def judge_sentences(
     plain = [CITATION.sub("", s).strip() for s in sentences]
     passages = [shown(d) for d in docs]
     vectors = embed(plain + passages)
-    passages = [
-        "" if planted_instruction(d.page_content) else p for d, p in zip(docs, passages, strict=True)
-    ]  # vouch for nothing
+    bodies = ["" if planted_instruction(d.page_content) else d.page_content for d in docs]  # vouch for nothing
+    passages = [p if body else "" for p, body in zip(passages, bodies, strict=True)]
     similarities = vectors[: len(plain)] @ vectors[len(plain) :].T
     asked = content_words(question)
+    named = names_in("\n".join(passages))
     verified = verified_by(plain, docs, passages, similarities, verify) if verify else [None] * len(plain)
     judged = []
     for i, sentence in enumerate(sentences):
         cited = [int(n) for n in CITATION.findall(sentence)]
-        judged.append(judge(plain[i], asked, cited, similarities[i], passages, settings, verified[i]))
+        spans = [
+            window(plain[i], header(d), body, SPAN_WORDS) if body else "" for d, body in zip(docs, bodies, strict=True)
+        ]
+        judged.append(judge(plain[i], asked, cited, similarities[i], passages, spans, named, settings, verified[i]))
     return judged
 
 
@@ -228,7 +235,7 @@ def verified_by(
         facts = Facts.of(sentence)
         agree = [n for n in range(len(docs)) if facts.stated_in(passages[n])]
         asked += [(i, n) for n in sorted(agree, key=lambda n: -similarities[i][n])[:VERIFIED_PASSAGES]]
-    windows = [(plain[i], window(plain[i], header(docs[n]), docs[n].page_content)) for i, n in asked]
+    windows = [(plain[i], window(plain[i], header(docs[n]), docs[n].page_content, WINDOW_WORDS)) for i, n in asked]
     table: list[list[float | None]] = [[None] * len(docs) for _ in plain]
     for (i, n), score in zip(asked, verify(windows), strict=True):
         table[i][n] = score
@@ -249,23 +256,26 @@ def judge(
     cited: list[int],
     similarities: Any,
     passages: list[str],
+    spans: list[str],
+    named: set[str],
     settings: ChatSettings,
     verified: list[float | None] | None = None,
 ) -> Sentence:
     """Supported by a cited chunk if one supports it, else by the best other chunk, else unsupported.
     `passages`: the chunks as the model saw them (`shown`), in context order.
 
-    A chunk vouches for a sentence's numbers, e-mail addresses and links only by containing them, for a
-    number's unit only if it does not give that number another one, and for a negated sentence only if
-    it negates something too (`Facts`). Then, with `verified` (the verifier's P(stated) per chunk, None
-    where it was not asked), the verifier decides. Without it, the sentence must share enough words with
-    the chunk or be close in meaning; a sentence that only restates the question ("Yes, we have an
-    office in Brazil.") must have all its words in the chunk.
+    A chunk vouches for a sentence only through one span (`spans`: its header and the sentences nearest the
+    claim): the span must contain the sentence's numbers, e-mail addresses, links and the names the context
+    has, give each number no other unit, and negate as often (`rests_on`). Then, with `verified` (the
+    verifier's P(stated) per chunk, None where it was not asked), the verifier decides. Without it, the
+    sentence must share enough words with the chunk or be close in meaning; a sentence that only restates
+    the question ("Yes, we have an office in Brazil.") must have all its words in the chunk.
     """
     words, facts = content_words(plain), Facts.of(plain)
+    names = names_in(plain) & named  # a name no passage has is left to the word overlap
     restates_question = bool(words) and words <= asked  # `asked`: the question's content words
     scores = []
-    for number, passage in enumerate(passages, start=1):
+    for number, (passage, span) in enumerate(zip(passages, spans, strict=True), start=1):
         overlap = len(words & content_words(passage)) / len(words) if words else 0.0
         similarity = float(similarities[number - 1])
         if verified is not None:
@@ -274,7 +284,7 @@ def judge(
         else:
             close = similarity >= settings.support_similarity or overlap >= settings.support_overlap
             close = overlap == 1.0 if restates_question else close
-        supported = close and facts.stated_in(passage)
+        supported = close and rests_on(span, plain, facts, names)
         scores.append((supported, number in cited, similarity + overlap, number, similarity, overlap))
     supported, _, _, number, similarity, overlap = max(scores)
     closest = max(scores, key=lambda s: s[2])[3]
@@ -289,6 +299,19 @@ def judge(
         closest,
         None if score is None else round(score, 3),
     )
+
+
+def rests_on(span: str, plain: str, facts: Facts, names: set[str]) -> bool:
+    """Whether the span has the sentence's numbers, units, identifiers and names, and its sentence nearest
+    the claim negates at least as often as the claim ("is not open" is not vouched for by "is open")."""
+    if not (facts.stated_in(span) and all(n.lower() in span.lower() for n in names)):
+        return False
+    units = sentences(span)
+    return negations(plain) <= negations(units[nearest(plain, units)])
+
+
+def negations(text: str) -> int:
+    return len(NEGATION.findall(REPLY.sub("", text)))
 
 
 def shown(doc: Document) -> str:

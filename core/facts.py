@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 from core.text import canonical, numbers_in
 
-# A number and the unit written after it, if any: "up to 150 °C" is not vouched for by a passage whose
-# 150 is only ever "150 m". (A bare 150 may have its unit in a column name: that one vouches.)
+# A number and its unit (after it, or a currency sign before it), if any: "up to 150 °C" is not vouched for
+# by a passage whose 150 is only ever "150 m", nor "30 weeks" by "30 days". (A bare 150 may have its unit in
+# a column name: that one vouches.)
 QUANTITY = re.compile(
-    r"(\d+(?:[.,]\d+)*)(?:\s*(°c|°f|%|€|eur|usd|sgd|gbp|chf|km|cm|mm|m|kg|g|kw|w|v|ghz|mhz|khz|hz|tb|gb|mb|ms)(?!\w))?",
+    r"([€$£]\s?)?(\d+(?:[.,]\d+)*)(?:\s*(°c|°f|%|€|eur|usd|sgd|gbp|chf|km|cm|mm|m|kg|g|kw|w|v|ghz|mhz|khz|hz|tb|gb|mb|ms|"
+    r"days?|weeks?|months?|years?|hours?|minutes?|seconds?)(?!\w))?",
     re.IGNORECASE,
 )
+SAME_UNIT = {"€": "eur", "$": "usd", "£": "gbp", "days": "day", "weeks": "week", "months": "month", "years": "year"}
+SAME_UNIT |= {"hours": "hour", "minutes": "minute", "seconds": "second"}
 # E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
 IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\]>]+[^\s)\]>.,;:!?]")
 # "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
@@ -51,8 +55,9 @@ class Facts:
 def units(text: str) -> dict[str, set[str]]:
     """Each number in `text` (canonical) and the units written after it ("" for none)."""
     found: dict[str, set[str]] = {}
-    for number, unit in QUANTITY.findall(text):
-        found.setdefault(canonical(number), set()).add(unit.lower().replace("€", "eur"))
+    for currency, number, unit in QUANTITY.findall(text):
+        unit = (unit or currency.strip()).lower()
+        found.setdefault(canonical(number), set()).add(SAME_UNIT.get(unit, unit))
     return found
 
 

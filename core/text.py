@@ -16,6 +16,7 @@ STOPWORD_TEXT = (
     "has have had"
 )
 STOPWORDS = frozenset(STOPWORD_TEXT.split())
+FACT_WEIGHT = 3  # a shared number or name says more about where a claim comes from than a shared word
 NAME = re.compile(r"(?<![.!?:]\s)(?<!^)(?<!\n)\b[A-Z][a-zA-Z]+(?:\s[A-Z][a-zA-Z]+)*\b")
 
 
@@ -39,3 +40,38 @@ def content_words(text: str) -> set[str]:
 def names_in(text: str) -> set[str]:
     """Capitalised words (and runs of them) that are not a sentence's first word nor a common word."""
     return {n for n in NAME.findall(text) if n.split()[0].lower() not in STOPWORDS and len(n) > 2}
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences, and lines (a table's rows), of a text."""
+    return [u.strip() for u in SENTENCE_END.split(text) if u.strip()]
+
+
+def nearest(claim: str, units: list[str]) -> int:
+    """The unit sharing the most with the claim, its numbers and names counting FACT_WEIGHT times a word:
+    "In Singapore the cap is 280 SGD" rests on the Singapore row, not on the note "caps are per night"."""
+    words = content_words(claim)
+    facts = {w for w in words if NUMBER.fullmatch(w)} | {n.lower() for n in names_in(claim) if " " not in n}
+
+    def shared(unit: str) -> int:
+        common = words & content_words(unit)
+        return len(common) + (FACT_WEIGHT - 1) * len(common & facts)
+
+    return max(range(len(units)), key=lambda i: shared(units[i]))
+
+
+def window(claim: str, header: str, body: str, budget: int) -> str:
+    """The part of a passage a claim rests on: its header (file, section), then the sentence nearest the
+    claim and its neighbours, up to `budget` words."""
+    units = sentences(body)
+    if not units:
+        return header
+    best = nearest(claim, units)
+    start = end = best
+    size = len(units[best].split())
+    while size < budget and (start > 0 or end < len(units) - 1):
+        for step in (end + 1, start - 1):
+            if 0 <= step < len(units) and size < budget:
+                size += len(units[step].split())
+                start, end = min(start, step), max(end, step)
+    return "\n".join(p for p in (header, " ".join(units[start : end + 1])) if p)

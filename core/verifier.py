@@ -16,11 +16,10 @@ from typing import Any
 
 from core.adapter import read_manifest_or_none
 from core.settings import Settings
-from core.text import SENTENCE_END, content_words
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "verifier"
 MAX_TOKENS = 256  # claim + window; the window is cut from its end
-WINDOW_WORDS = 90  # the part of a passage the verifier reads: the sentences nearest the claim
+WINDOW_WORDS = 90  # the part of a passage the verifier reads: the sentences nearest the claim (core/text.window)
 NONE = "none"
 Verify = Callable[[list[tuple[str, str]]], list[float]]  # (claim, passage) pairs -> P(the passage states it)
 LOCK = threading.Lock()
@@ -42,24 +41,6 @@ def verifier_dir(settings: Settings, collection: str | None = None) -> Path | No
     if read_manifest_or_none(own) is not None:
         return own
     return SHIPPED if read_manifest_or_none(SHIPPED) is not None else None
-
-
-def window(claim: str, header: str, body: str, budget: int = WINDOW_WORDS) -> str:
-    """What the verifier reads of a passage: its header (file, section), then the sentence sharing the most
-    words with the claim and its neighbours, up to `budget` words. Short inputs keep the check fast."""
-    units = [u.strip() for u in SENTENCE_END.split(body) if u.strip()]
-    if not units:
-        return header
-    words = content_words(claim)
-    best = max(range(len(units)), key=lambda i: len(words & content_words(units[i])))
-    start = end = best
-    size = len(units[best].split())
-    while size < budget and (start > 0 or end < len(units) - 1):
-        for step in (end + 1, start - 1):
-            if 0 <= step < len(units) and size < budget:
-                size += len(units[step].split())
-                start, end = min(start, step), max(end, step)
-    return "\n".join(p for p in (header, " ".join(units[start : end + 1])) if p)
 
 
 def base_model_path() -> str:

@@ -1,7 +1,7 @@
 """Training pairs for the verifier, made from a collection's own chunks (FactCC / MiniCheck style).
 
 For a sampled chunk P and a sentence s of it (a list item or table row counts), each claim read against
-the window of P nearest to it (core.verifier.window), as the check reads it:
+the window of P nearest to it (core.text.window), as the check reads it:
 - supported (1): s as written, s shortened to its main clause or without brackets, s after a reply
   word ("Yes, ...");
 - not supported (0): s with one planted error (finetune/perturb.py: a number or name from P or its
@@ -20,8 +20,8 @@ import numpy as np
 from langchain_core.documents import Document
 
 from core.check import header
-from core.text import content_words
-from core.verifier import window
+from core.text import content_words, window
+from core.verifier import WINDOW_WORDS
 from finetune.perturb import KINDS, planted, sentences_of
 
 NEIGHBOURS = 3
@@ -35,7 +35,7 @@ REPLIES = ("Yes, ", "In short, ", "According to the documentation, ")
 @dataclass
 class Pair:
     claim: str
-    passage: str  # the window of the chunk the verifier reads (core.verifier.window)
+    passage: str  # the window of the chunk the verifier reads (core.text.window)
     label: int
     kind: str
     chunk: int  # which chunk: train and validation are split by chunk
@@ -98,7 +98,10 @@ def pairs_for(index: int, chunk: Chunk, near: list[str], rng: random.Random) -> 
     elsewhere = [s for text in near for s in sentences_of(text, min_words=5) if shared(s, chunk.body) < NOT_STATED]
     if elsewhere:
         claims.append((rng.choice(elsewhere), 0, "neighbour_sentence"))
-    return [Pair(claim, window(claim, chunk.header, chunk.body), label, kind, index) for claim, label, kind in claims]
+    return [
+        Pair(claim, window(claim, chunk.header, chunk.body, WINDOW_WORDS), label, kind, index)
+        for claim, label, kind in claims
+    ]
 
 
 def build_pairs(chunks: list[Chunk], embeddings: np.ndarray, sample: int, seed: int = 0) -> list[Pair]:

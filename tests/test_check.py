@@ -220,3 +220,48 @@ def test_copied_passage_that_does_not_address_the_question_is_refused(embed: Any
         question="What does the premium plan cost in US dollars?",
     )
     assert result.refused and "do not address" in result.reason
+
+
+# Documents the check was never tuned on (SQLAlchemy's pooling chapter, abridged): each claim rests on the
+# span nearest it, so a number, a name or a negation taken from elsewhere in the same passage is refused.
+POOLING = Document(
+    "By default the Engine uses a QueuePool, which keeps up to 5 connections open and allows 10 more as overflow "
+    "when all of them are in use. The pool_pre_ping flag tests each connection with a simple SELECT before it is "
+    "handed out, so that connections dropped by the database server are replaced transparently. "
+    "SQLite databases are handled differently, because opening an SQLite connection is cheap and its connections "
+    "cannot be shared freely between threads. For a file database the Engine uses NullPool, which opens and closes a "
+    "connection for every checkout. For a memory database it uses SingletonThreadPool, which keeps one connection "
+    "per thread. A connection checked out for longer than pool_timeout, 30 seconds by default, raises an error.",
+    metadata={"source": "core/pooling.html", "section": "Connection Pooling", "score": 0.42},
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "conflict"),
+    [
+        ("By default the Engine uses a QueuePool, which keeps up to 5 connections open.", ""),
+        ("For a file database the Engine uses NullPool, which opens and closes a connection for every checkout.", ""),
+        ("The pool_pre_ping flag tests each connection with a simple SELECT before it is handed out.", ""),
+        # a number from another sentence of the same passage
+        ("By default the Engine uses a QueuePool, which keeps up to 30 connections open.", "the answer says 30;"),
+        # a name from another sentence of the same passage
+        (
+            "For a file database the Engine uses QueuePool, which opens and closes a connection for every checkout.",
+            "the answer names QueuePool; [1] (core/pooling.html) names NullPool",
+        ),
+        # a negation the passage does not make there (it negates elsewhere: "cannot be shared")
+        (
+            "The pool_pre_ping flag does not test each connection with a simple SELECT before it is handed out.",
+            "the answer negates what [1] (core/pooling.html) says",
+        ),
+        # a unit the passage does not give that number
+        (
+            "A connection checked out for longer than pool_timeout, 30 minutes by default, raises an error.",
+            "the answer says 30 minutes; [1] (core/pooling.html) says 30 seconds",
+        ),
+    ],
+)
+def test_a_claim_rests_on_one_span_of_a_passage_from_an_unseen_set(embed: Any, answer: str, conflict: str) -> None:
+    result = run(answer, embed, [POOLING], "How does SQLAlchemy pool connections?")
+    assert result.refused is bool(conflict), result.reason
+    assert conflict in result.reason

@@ -14,7 +14,8 @@ from core.adapter import write_manifest
 from core.check import check
 from core.conflict import conflict
 from core.settings import Settings
-from core.verifier import SHIPPED, load_verifier, trained_dir, verifier_dir, window
+from core.text import window
+from core.verifier import SHIPPED, load_verifier, trained_dir, verifier_dir
 from finetune.verifier import train_verifier
 from finetune.verifier_data import Chunk, build_pairs, pairs_for
 
@@ -45,7 +46,7 @@ def test_the_window_is_the_sentence_nearest_the_claim_and_its_neighbours() -> No
     body = "Alpha is one. Beta is two. The hotel cap in Paris is 280 EUR per night. Gamma is three. Delta is four."
     text = window("The Paris hotel cap is 280 EUR.", "travel.md", body, budget=12)
     assert text == "travel.md\nThe hotel cap in Paris is 280 EUR per night. Gamma is three."
-    assert window("anything", "head", "") == "head"
+    assert window("anything", "head", "", budget=12) == "head"
 
 
 def test_training_pairs_hold_supported_claims_and_planted_errors_read_against_the_chunk() -> None:
