@@ -114,12 +114,11 @@ def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
 
 # The check's known leaks (benchmarks/RESULTS.md, "unanswerable questions that got through"): the model
 # restates the question around words a passage holds ("Jonas Brenner is the CEO of Kestrel Dynamics [4]."
-# for the IPO) in fp32 (`fixed`); llama.cpp's server lets the same 3 through; nf4 refuses all three.
-# Which 3 of the 12 get through depends on the passages: with `retrieval.fusion = scores` the deputy CISO
-# takes the antivirus question's place.
+# for the IPO) in fp32 (`fixed`). Which of the 12 get through depends on the passages: with
+# `retrieval.fusion = scores` the deputy CISO takes the antivirus question's place. The antivirus answer is
+# refused since a claim rests on one span of a passage (its names must be there, core/check.py).
 CHECK_LEAKS = {
     "When is Kestrel Dynamics planning its IPO?",
-    "Which antivirus product does IT install on laptops?",
     "What is the maximum payload of the Kestrel inspection drone?",
 }
 UNANSWERABLE = [
