@@ -17,10 +17,10 @@ from typing import Any
 from langchain_core.documents import Document
 
 from core.conflict import conflict
-from core.facts import NEGATION, REPLY, Facts
+from core.facts import REPLY, Facts, rests_on
 from core.injection import planted_instruction
 from core.settings import ChatSettings
-from core.text import SENTENCE_END, WORD, content_words, names_in, nearest, sentences, window
+from core.text import SENTENCE_END, WORD, content_words, names_in, window
 from core.verifier import WINDOW_WORDS
 
 REFUSAL = "I couldn't find this in the documents."
@@ -299,19 +299,6 @@ def judge(
         closest,
         None if score is None else round(score, 3),
     )
-
-
-def rests_on(span: str, plain: str, facts: Facts, names: set[str]) -> bool:
-    """Whether the span has the sentence's numbers, units, identifiers and names, and its sentence nearest
-    the claim negates at least as often as the claim ("is not open" is not vouched for by "is open")."""
-    if not (facts.stated_in(span) and all(n.lower() in span.lower() for n in names)):
-        return False
-    units = sentences(span)
-    return negations(plain) <= negations(units[nearest(plain, units)])
-
-
-def negations(text: str) -> int:
-    return len(NEGATION.findall(REPLY.sub("", text)))
 
 
 def shown(doc: Document) -> str:

@@ -1,12 +1,13 @@
 """What a passage must contain verbatim to vouch for a claim: its numbers (with their units), e-mail
-addresses and links, and a negation if the claim negates."""
+addresses and links, and a negation if the claim negates; `rests_on`: all of them, with the claim's
+names, in one span of it."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from core.text import canonical, numbers_in
+from core.text import canonical, nearest, numbers_in, sentences
 
 # A number and its unit (after it, or a currency sign before it), if any: "up to 150 °C" is not vouched for
 # by a passage whose 150 is only ever "150 m", nor "30 weeks" by "30 days". (A bare 150 may have its unit in
@@ -69,3 +70,16 @@ def units_agree(claimed: dict[str, set[str]], passage: dict[str, set[str]]) -> b
         for number, given in claimed.items()
         for unit in given - {""}
     )
+
+
+def rests_on(span: str, plain: str, facts: Facts, names: set[str]) -> bool:
+    """Whether the span has the sentence's numbers, units, identifiers and names, and its sentence nearest
+    the claim negates at least as often as the claim ("is not open" is not vouched for by "is open")."""
+    if not (facts.stated_in(span) and all(n.lower() in span.lower() for n in names)):
+        return False
+    units = sentences(span)
+    return negations(plain) <= negations(units[nearest(plain, units)])
+
+
+def negations(text: str) -> int:
+    return len(NEGATION.findall(REPLY.sub("", text)))
