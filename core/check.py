@@ -19,6 +19,7 @@ from langchain_core.documents import Document
 from core.conflict import conflict
 from core.facts import REPLY, Facts, rests_on
 from core.injection import planted_instruction
+from core.retrieval import VECTOR
 from core.settings import ChatSettings
 from core.text import SENTENCE_END, WORD, content_words, names_in, window
 from core.verifier import WINDOW_WORDS
@@ -208,10 +209,9 @@ def judge_sentences(
             sentences[i : i + 2] = [f"{sentences[i]} {sentences[i + 1]}"]
     plain = [CITATION.sub("", s).strip() for s in sentences]
     passages = [shown(d) for d in docs]
-    vectors = embed(plain + passages)
+    similarities = embed(plain) @ passage_vectors(docs, passages, embed).T
     bodies = ["" if planted_instruction(d.page_content) else d.page_content for d in docs]  # vouch for nothing
     passages = [p if body else "" for p, body in zip(passages, bodies, strict=True)]
-    similarities = vectors[: len(plain)] @ vectors[len(plain) :].T
     asked = content_words(question)
     named = names_in("\n".join(passages))
     verified = verified_by(plain, docs, passages, similarities, verify) if verify else [None] * len(plain)
@@ -223,6 +223,15 @@ def judge_sentences(
         ]
         judged.append(judge(plain[i], asked, cited, similarities[i], passages, spans, named, settings, verified[i]))
     return judged
+
+
+def passage_vectors(docs: list[Document], passages: list[str], embed: Embed) -> Any:
+    """The passages' vectors: those retrieval brought from the store, the others embedded now."""
+    import numpy as np
+
+    missing = [n for n, d in enumerate(docs) if d.metadata.get(VECTOR) is None]
+    made = dict(zip(missing, embed([passages[n] for n in missing]), strict=True)) if missing else {}
+    return np.array([made[n] if n in made else d.metadata[VECTOR] for n, d in enumerate(docs)], dtype=np.float32)
 
 
 def verified_by(

@@ -1,7 +1,8 @@
 """The retriever: dense (Chroma), keyword (BM25) or both fused (by score or reciprocal rank), with filters.
 
 Each returned chunk carries `score`, the cosine similarity of the question and the chunk (the
-chain refuses when the best one is too low), whichever search found it.
+chain refuses when the best one is too low), whichever search found it, and `vector`, its stored
+embedding, so the answer check does not embed the passages again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from langchain_core.retrievers import BaseRetriever
 from core.bm25 import Bm25Index
 from core.settings import RetrievalSettings, Settings
 
+VECTOR = "vector"  # the metadata key of a chunk's stored embedding (normalised)
 MIN_OVERLAP = 10  # characters: a shorter match between two chunks' edges is chance ("the" + "each")
 
 
@@ -150,7 +152,7 @@ class HybridRetriever(BaseRetriever):
                 got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
             ):
                 score = round(float(np.dot(vector, emb)), 4)  # both normalised: cosine
-                metadata = {**meta, "score": score, "collection": self.names[n]}
+                metadata = {**meta, "score": score, "collection": self.names[n], VECTOR: emb.tolist()}
                 found[(n, chunk_id)] = Document(page_content=text, metadata=metadata, id=chunk_id)
         kept = [key for key in keys if key in found]
         return self.with_neighbours(kept, found) if self.options.neighbours else [found[key] for key in kept]

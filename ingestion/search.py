@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from core.access import AccessError, cli_user
-    from core.retrieval import retriever
+    from core.retrieval import VECTOR, retriever
     from core.store import StoreError
 
     settings = cli_settings(collection=args.collection, data_dir=args.data_dir, store_dir=args.store_dir)
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         search = retriever(settings, k=args.k, user=user, source_glob=args.source, file_types=tuple(args.type))
     except (AccessError, StoreError) as exc:
         return fail(str(exc))
-    rows = [{"text": doc.page_content, **doc.metadata} for doc in search.invoke(args.query)]
+    hits = search.invoke(args.query)
+    rows = [{"text": d.page_content, **{k: v for k, v in d.metadata.items() if k != VECTOR}} for d in hits]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:

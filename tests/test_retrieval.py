@@ -6,10 +6,12 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core import bm25, store
-from core.retrieval import by_score, retriever, rrf, spread
+from core.models import QuestionEmbeddings
+from core.retrieval import VECTOR, by_score, retriever, rrf, spread
 from core.settings import Settings
 from ingestion.pipeline import ingest
 
@@ -130,6 +132,15 @@ def test_every_chunk_keeps_its_cosine_score_whichever_search_found_it(settings: 
     docs = retriever(chosen, k=3).invoke("fault E-4421")
     assert docs and all(0 < d.metadata["score"] <= 1 for d in docs)
     assert {d.metadata["collection"] for d in docs} == {settings.collection}
+
+
+def test_every_chunk_carries_its_stored_vector_for_the_check(settings: Settings, planted: Path) -> None:
+    docs = retriever(settings, k=3).invoke("fault E-4421")
+    question = QuestionEmbeddings(settings).embed_query("fault E-4421")
+    for doc in docs:
+        vector = np.asarray(doc.metadata[VECTOR])
+        assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1) < 1e-3
+        assert abs(float(vector @ question) - doc.metadata["score"]) < 1e-3  # the vector the score came from
 
 
 def test_filters_by_source_glob_and_file_type(settings: Settings, planted: Path) -> None:
