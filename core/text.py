@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+# A sentence ends at . ! ? before a capital, at a blank line, and at a line break, but not at one before a
+# lower-case word, a `code` or an opening bracket or quote: HTML and PDF text is wrapped mid-sentence
+# ("make sure your user\naccount has is_active"), and a table row or list item starts its line otherwise.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\u201c\u2018`])|\n\s*\n\s*|\n(?![a-z`(\u201c\u2018])")
 NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 DECIMAL = re.compile(r"\d+\.\d+")

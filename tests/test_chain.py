@@ -119,8 +119,7 @@ def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
 # refused since a claim rests on one span of a passage (its names must be there, core/check.py).
 CHECK_LEAKS = {
     "When is Kestrel Dynamics planning its IPO?",
-    "What is the maximum payload of the Kestrel inspection drone?",
-}
+}  # the drone's "payload is 10" is refused since a PDF's wrapped lines are read as sentences: its span says 25
 UNANSWERABLE = [
     pytest.param(r, marks=pytest.mark.xfail(strict=True, reason="a known leak of the check"))
     if r["question"] in CHECK_LEAKS

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from langchain_core.documents import Document
 
-from core.check import REFUSAL, check, degenerate, normalise_citations
+from core.check import REFUSAL, check, degenerate, normalise_citations, shown
 from core.models import encode, load_embedder
+from core.retrieval import VECTOR
 from core.settings import ChatSettings, Settings
 
 DOCS = [
@@ -165,6 +166,25 @@ def test_a_number_matches_however_it_is_written(embed: Any, answer: str, refused
     assert run(answer, embed, [row], "How much does installation cost?").refused is refused
 
 
+def test_passages_retrieval_brought_with_their_vectors_are_not_embedded_again(embed: Any) -> None:
+    embedded: list[str] = []
+
+    def counting(texts: list[str]) -> Any:
+        embedded.extend(texts)
+        return embed(texts)
+
+    answer = "Employees in Berlin get 30 vacation days per year [1]. Unused days expire on 31 March [1]."
+    plain = run(answer, counting)
+    assert len(embedded) == 2 + len(DOCS)  # the sentences and the passages
+    stored = [Document(d.page_content, metadata={**d.metadata, VECTOR: embed([shown(d)])[0].tolist()}) for d in DOCS]
+    embedded.clear()
+    reused = run(answer, counting, stored)
+    assert embedded == ["Employees in Berlin get 30 vacation days per year.", "Unused days expire on 31 March."]
+    assert [(s.supported, s.similarity) for s in reused.sentences] == [
+        (s.supported, pytest.approx(s.similarity, abs=1e-3)) for s in plain.sentences
+    ]
+
+
 def test_citation_to_a_passage_not_in_the_context_is_removed(embed: Any) -> None:
     result = run("Codes expire after 10 minutes [7].", embed, question="When do reset codes expire?")
     assert result.removed_citations == [7]
@@ -265,3 +285,32 @@ def test_a_claim_rests_on_one_span_of_a_passage_from_an_unseen_set(embed: Any, a
     result = run(answer, embed, [POOLING], "How does SQLAlchemy pool connections?")
     assert result.refused is bool(conflict), result.reason
     assert conflict in result.reason
+
+
+# Django's admin FAQ as ingestion stores it: HTML text wrapped mid-sentence, a line break before "account".
+ADMIN_FAQ = Document(
+    "## I can\u2019t log in. When I enter a valid username and password, it brings up the login page again, with a "
+    "\u201cPlease enter a correct username and password\u201d error.\n\n"
+    "If you\u2019re sure your username and password are correct, make sure your user\n"
+    "account has `is_active` and\n`is_staff` set to True. The admin site\nonly allows access to users with "
+    "those two fields both set to True.\n\n## How do I set a field\u2019s value?\n\nThe `ModelAdmin` class does not "
+    "save the\nobject before the hooks run.",
+    metadata={"source": "faq/admin.html", "section": "FAQ: The admin", "score": 0.5},
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        (
+            "If you\u2019re sure your username and password are correct, make sure your user account has is_active "
+            "and is_staff set to True.",
+            False,
+        ),
+        ("The admin site only allows access to users with those two fields both set to True.", False),
+        ("The admin site does not allow access to users with those two fields both set to True.", True),
+    ],
+)
+def test_a_sentence_wrapped_over_lines_is_read_as_one(embed: Any, answer: str, refused: bool) -> None:
+    result = run(answer, embed, [ADMIN_FAQ], "I can\u2019t log in to the admin with a valid password. Why?")
+    assert result.refused is refused, result.reason

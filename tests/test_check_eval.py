@@ -53,7 +53,10 @@ def test_the_check_is_measured_per_kind_on_the_sample_set(chat_data_dir: Path) -
     kinds = result["kinds"]
     assert set(kinds) == set(KINDS) and result["questions"] >= 12
     assert kinds["correct"]["tried"] == result["questions"] and kinds["correct"]["rate"] >= 0.75
-    assert kinds["number_absent"]["rate"] == 0.0 and kinds["other_answer"]["rate"] == 0.0  # what it guarantees
+    assert kinds["number_absent"]["rate"] == 0.0  # what it guarantees
+    # another question's answer can be true of these passages ("salary review in October ... 1 January"
+    # for a question on the pension's salary conversion): issue 34's bound, not a guarantee
+    assert kinds["other_answer"]["rate"] <= 0.1
     wrongly = {e["kind"] for e in result["examples"]}
     assert all(kinds[k]["accepted"] > 0 for k in wrongly - {"correct"})  # every example is one it accepted
     assert "| correct | " in "\n".join(checks.markdown({"rules": result}, "sample"))
