@@ -9,6 +9,11 @@ data/qa/<name>_faq.jsonl) are the FAQ's question headings; the reference answer 
 under the heading, sub-sections included; gold_sources are the corpus pages that answer links to,
 relative to the corpus folder (the `source` names ingestion stores). Questions whose answer links
 to no page, or to one that is not in the corpus, are left out (the counts are printed).
+
+A second set measures the answer check (`python -m evaluation ... --check`), whose "correct" claims must
+be stated in a retrieved passage: the FAQ pages themselves (default data/<name>_faq_pages; ingest them as
+collection <name>_faq) and every FAQ question with its own page as gold (data/qa/<name>_faq_check.jsonl).
+The documentation corpus above is no use for it: the FAQ's answers are not written in it.
 """
 
 from __future__ import annotations
@@ -138,12 +143,34 @@ def build(html_root: Path, corpus: Path, out: Path, faq: str) -> dict[str, int]:
     questions = [q for q in linked if all((corpus / g).is_file() for g in q["gold_sources"])]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
+    write_check_set(html_root, faq, found, faq_corpus(corpus), check_set(out))
     return {
         "found": len(found),
         "kept": len(questions),
         "no link": len(found) - len(linked),
         "link outside the corpus": len(linked) - len(questions),
     }
+
+
+def faq_corpus(corpus: Path) -> Path:
+    """data/django_docs -> data/django_faq_pages"""
+    return corpus.with_name(corpus.name.removesuffix("_docs") + "_faq_pages")
+
+
+def check_set(out: Path) -> Path:
+    """data/qa/django_faq.jsonl -> data/qa/django_faq_check.jsonl"""
+    return out.with_name(f"{out.stem}_check{out.suffix}")
+
+
+def write_check_set(html_root: Path, faq: str, found: list[dict], pages: Path, out: Path) -> None:
+    """The FAQ pages as a corpus, and every FAQ question with its own page as gold (see the docstring)."""
+    shutil.rmtree(pages, ignore_errors=True)
+    for page in faq_pages(html_root, faq):
+        relative = page.relative_to(html_root)
+        (pages / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(page, pages / relative)
+    lines = [{**q, "gold_sources": [q["faq_page"]]} for q in found]
+    out.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in lines), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None, name: str | None = None) -> int:
@@ -166,7 +193,8 @@ def main(argv: list[str] | None = None, name: str | None = None) -> int:
     print(
         f"{counts['kept']} of {counts['found']} FAQ questions -> {out} (left out, linking to no page: "
         f"{counts['no link']}; to a page not in the corpus: {counts['link outside the corpus']}); "
-        f"{pages} HTML pages -> {corpus}"
+        f"{pages} HTML pages -> {corpus}; for the check: {counts['found']} questions -> {check_set(out)}, the FAQ "
+        f"pages -> {faq_corpus(corpus)}"
     )
     return 0
 

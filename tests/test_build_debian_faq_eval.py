@@ -99,6 +99,17 @@ def test_build_leaves_the_faq_out_of_the_corpus_and_keeps_questions_with_corpus_
     (line,) = [json.loads(text) for text in out.read_text(encoding="utf-8").splitlines()]
     assert line["gold_sources"] == ["getting-started/introduction.html"]
     assert line["faq_page"] == "faq.html"
+    # The check's set: the FAQ page is its corpus, and every question (unlinked ones too) has it as gold.
+    pages = sorted(
+        p.relative_to(tmp_path / "celery_faq_pages").as_posix() for p in tmp_path.glob("celery_faq_pages/**/*.html")
+    )
+    assert pages == ["faq.html"]
+    checked = [json.loads(text) for text in (tmp_path / "qa" / "celery_faq_check.jsonl").read_text().splitlines()]
+    assert [(q["question"], q["gold_sources"]) for q in checked] == [
+        ("Does Celery have many dependencies?", ["faq.html"]),
+        ("Is Celery dependent on pickle?", ["faq.html"]),
+        ("Does Celery support Windows?", ["faq.html"]),
+    ]
 
 
 def test_a_faq_folder_is_its_pages_but_the_index(tmp_path: Path) -> None:
@@ -119,3 +130,13 @@ def test_shipped_question_files_are_valid(name: str, at_least: int) -> None:
     assert len({r["question"] for r in rows}) == len(rows)
     assert all(r["answer"] and r["gold_sources"] and builder.is_faq(r["faq_page"], faq) for r in rows)
     assert not any(builder.is_faq(g, faq) or not g.endswith(".html") for r in rows for g in r["gold_sources"])
+
+
+@pytest.mark.parametrize("name", ["django", "sqlalchemy", "celery"])
+def test_shipped_check_sets_have_every_faq_question_with_its_own_page_as_gold(name: str) -> None:
+    text = (ROOT / "data" / "qa" / f"{name}_faq_check.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert len(rows) >= 45
+    assert all(r["answer"] and r["gold_sources"] == [r["faq_page"]] for r in rows)
+    linked = (ROOT / "data" / "qa" / f"{name}_faq.jsonl").read_text(encoding="utf-8").splitlines()
+    assert {json.loads(line)["question"] for line in linked} <= {r["question"] for r in rows}
