@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -110,6 +111,7 @@ def open_index(chroma_dir: Path, collection: chromadb.Collection) -> Bm25Index:
 def build(collection: chromadb.Collection) -> Bm25Index:
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: "Building index from tokens"
     ids, texts = [], []
     fields: dict[str, list[str]] = {name: [] for name in FIELDS}
     for offset in range(0, collection.count(), store.PAGE):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,12 @@ def load_text(path: Path) -> list[Document]:
 
 def load_html(path: Path) -> list[Document]:
     """The page's main content as markdown: navigation, scripts and styles dropped."""
-    from bs4 import BeautifulSoup
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
     from markdownify import MarkdownConverter
 
-    soup = BeautifulSoup(decode_text(path.read_bytes()), "lxml")
+    with warnings.catch_warnings():  # XHTML (Debian's handbook) is HTML to us: no warning per page
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(decode_text(path.read_bytes()), "lxml")
     title = soup.title.get_text(strip=True) if soup.title else ""
     for tag in [*soup(BOILERPLATE_TAGS), *soup(role=BOILERPLATE_ROLES), *soup(id=BOILERPLATE_IDS)]:
         tag.decompose()

@@ -35,6 +35,7 @@ def test_ingest_then_search_from_the_command_line(sample_docs_copy: Path, tmp_pa
     assert process.returncode == 0, err
     report = json.loads(out)
     assert report["counts"]["failed"] == 0 and report["chunks_total"] > 100
+    assert "DEBUG" not in err  # bm25s sets its own logger to DEBUG when imported
 
     query = "What is the most I can pay per night for a hotel in Munich?"
     result = subprocess.run(
@@ -46,6 +47,7 @@ def test_ingest_then_search_from_the_command_line(sample_docs_copy: Path, tmp_pa
     )
     hits = json.loads(result.stdout)
     assert len(hits) == 3 and all({"source", "score", "text"} <= hit.keys() for hit in hits)
+    assert not any("vector" in hit for hit in hits)  # the stored embedding is for the check, not for people
     assert hits[0]["source"] == "policies/travel_policy.md"
     assert any("170" in hit["text"] for hit in hits)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,18 @@ def test_html_keeps_main_text_and_headings_but_not_navigation_or_scripts(tmp_pat
     assert "Gold" in doc.page_content and "24/7" in doc.page_content
     for boilerplate in ("pageview", "color: red", "Careers", "Shop", "Imprint"):
         assert boilerplate not in doc.page_content
+
+
+def test_xhtml_is_read_as_html_without_a_warning_per_page(tmp_path: Path) -> None:
+    path = tmp_path / "sect.html"  # Debian's handbook: XHTML with an XML declaration
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        + HTML.replace("<html>", '<html xmlns="http://www.w3.org/1999/xhtml">')
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [doc] = loaders.load(path)
+    assert "## How do I reset the sensor?" in doc.page_content
 
 
 def test_html_link_lists_outside_nav_are_dropped_as_navigation(tmp_path: Path) -> None:
