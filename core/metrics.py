@@ -67,3 +67,34 @@ def words(text: str) -> list[str]:
 def mean(values: Iterable[float]) -> float:
     values = list(values)
     return sum(values) / len(values) if values else 0.0
+
+
+# An accepted answer is counted correct when the reference vouches for it: most of its words are the
+# reference's, and its numbers (with units), identifiers, names and polarity are the reference's. A proxy
+# for a person's reading, audited by hand in benchmarks/RESULTS.md ("Of the answers the check accepts").
+REFERENCE_WORDS = 0.5
+
+
+def agrees_with_reference(answer: str, reference: str, question: str = "") -> bool:
+    """Whether `answer` states what `reference` states (see above); words and names of the question are free."""
+    from core.facts import Facts
+    from core.text import content_words, names_in
+
+    answer = re.sub(r"\s?\[\d+\]", "", answer)  # its citations
+    said = content_words(answer) - content_words(question)
+    shared = len(said & content_words(reference)) / len(said) if said else 1.0
+    names = {n.lower() for n in names_in(answer) - names_in(question)}
+    return (
+        shared >= REFERENCE_WORDS
+        and Facts.of(answer).stated_in(reference)  # numbers with units, identifiers, a negation
+        and all(n in reference.lower() for n in names)
+        and reply(answer) in ("", reply(reference))
+    )
+
+
+def reply(text: str) -> str:
+    """ "yes" or "no" for a text that opens with one, else ""."""
+    from core.facts import REPLY
+
+    match = REPLY.match(text.strip())
+    return "" if not match else "no" if match.group(0).lower().startswith(("no", "not")) else "yes"

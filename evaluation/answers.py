@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from core.metrics import mean, token_f1
+from core.metrics import agrees_with_reference, mean, token_f1
 from core.settings import Settings
 from evaluation.data import Question
 
@@ -216,6 +216,7 @@ def summarize(settings: Settings, questions: list[Question], records: list[dict]
     n = len(with_reference)
     cited = [(q, r) for q, r in answerable if r["cited"] and q.gold_sources]
     answered = [r for _, r in pairs if r["grounded"] is not None]
+    accepted = [(q, r) for q, r in with_reference if not r["refused"]]
     return {
         "token_f1": mean(token_f1(r["answer"], q.answer) for q, r in with_reference),
         "similarity": mean(float(vectors[i] @ vectors[n + i]) for i in range(n)),
@@ -225,6 +226,10 @@ def summarize(settings: Settings, questions: list[Question], records: list[dict]
         if cited
         else None,
         "grounded": mean(float(r["grounded"]) for r in answered) if answered else None,
+        # of the answers the check let through, the share that state what the reference states
+        "accepted_correct": mean(float(agrees_with_reference(r["answer"], q.answer, q.question)) for q, r in accepted)
+        if accepted
+        else None,
         "refusal_unanswerable": mean(float(r["refused"]) for _, r in unanswerable) if unanswerable else None,
         "false_refusal": mean(float(r["refused"]) for _, r in answerable) if answerable else None,
         "false_refusal_reasons": dict(

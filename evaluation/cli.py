@@ -26,7 +26,15 @@ from evaluation.data import QuestionError, read_questions
 
 EXIT_GATE = 1
 RETRIEVAL_COLUMNS = ["recall@1", "recall@3", "recall@5", "recall@10", "hit@5", "mrr", "ndcg@10", "p50_ms", "p95_ms"]
-ANSWER_COLUMNS = ["token_f1", "similarity", "citation_precision", "grounded", "refusal_unanswerable", "false_refusal"]
+ANSWER_COLUMNS = [
+    "token_f1",
+    "similarity",
+    "citation_precision",
+    "grounded",
+    "accepted_correct",
+    "refusal_unanswerable",
+    "false_refusal",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

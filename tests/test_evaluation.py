@@ -42,6 +42,28 @@ def test_token_f1_and_percentile() -> None:
     assert metrics.percentile([float(v) for v in range(1, 101)], 95) == 95.0
 
 
+@pytest.mark.parametrize(
+    ("answer", "correct"),
+    [
+        ("The Milan Sales Office covers Italy; Luca Bellini manages it [1].", True),
+        # the chat's real answer to data/qa's first question (issue 34): accepted, cited, wrong
+        ("Luca Bellini is the CEO of Luca Bellini, a company that provides sales support in Italy. [1]", False),
+        ("The Munich Sales Office, managed by Luca Bellini.", False),  # a name the reference does not give
+        ("The Milan Sales Office at Via Tortona 35.", False),  # a number it does not give
+        ("The Milan Sales Office is not managed by Luca Bellini.", False),  # a negation it does not make
+    ],
+)
+def test_an_accepted_answer_is_correct_when_the_reference_vouches_for_it(answer: str, correct: bool) -> None:
+    reference = "That's the Milan Sales Office at Via Tortona 33, 20144 Milano, managed by Luca Bellini."
+    assert metrics.agrees_with_reference(answer, reference, "Which office covers sales in Italy?") is correct
+
+
+def test_a_yes_or_no_must_be_the_references() -> None:
+    reference = "No. The KD-400 speaks MQTT only."
+    assert metrics.agrees_with_reference("No, the KD-400 speaks MQTT only.", reference, "Does it do Modbus?")
+    assert not metrics.agrees_with_reference("Yes, the KD-400 speaks MQTT.", reference, "Does it do Modbus?")
+
+
 def test_the_shipped_question_file_has_gold_sources_and_unanswerable_questions() -> None:
     questions = read_questions(SAMPLE_QA)
     assert sum(not q.answerable for q in questions) >= 10
@@ -113,6 +135,7 @@ def test_reference_answers_through_retrieval_and_the_check_are_rarely_refused(
     assert main([*args, "--json", "--report", str(report), "--max-false-refusal-rate", "0.12"]) == 0
     row = json.loads(capsys.readouterr().out)["answers"]["reference"]
     assert row["citation_precision"] == 1.0
+    assert row["accepted_correct"] == 1.0  # the reference vouches for itself
     assert row["refusal_unanswerable"] == 1.0  # by construction: their reference answer is a refusal
     answerable = sum(json.loads(line)["answerable"] for line in SAMPLE_QA.read_text().splitlines())
     reasons = row["false_refusal_reasons"]  # the check's own words for each refused answerable question
