@@ -88,7 +88,7 @@ def agrees_with_reference(answer: str, reference: str, question: str = "") -> bo
         shared >= REFERENCE_WORDS
         and Facts.of(answer).stated_in(reference)  # numbers with units, identifiers, a negation
         and all(n in reference.lower() for n in names)
-        and reply(answer) in ("", reply(reference))
+        and reply(answer) in ("", reply(reference) or reply(answer))  # a yes/no the reference does not contradict
     )
 
 

@@ -62,6 +62,9 @@ def test_a_yes_or_no_must_be_the_references() -> None:
     reference = "No. The KD-400 speaks MQTT only."
     assert metrics.agrees_with_reference("No, the KD-400 speaks MQTT only.", reference, "Does it do Modbus?")
     assert not metrics.agrees_with_reference("Yes, the KD-400 speaks MQTT.", reference, "Does it do Modbus?")
+    # a reference that opens with no yes or no leaves the answer's to its words (data/qa's support access)
+    reference = "Only with your permission: access is limited to 72 hours."
+    assert metrics.agrees_with_reference("No, only with your permission.", reference, "Can support see our data?")
 
 
 def test_the_shipped_question_file_has_gold_sources_and_unanswerable_questions() -> None:
