@@ -130,12 +130,11 @@ def test_reference_answers_through_retrieval_and_the_check_are_rarely_refused(
     chat_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The ceiling, no model needed: the question file's own answers, cited and checked like a
-    model's. Retrieval or check changes that refuse correct answers fail here (measured: 7 of 61; the 7th,
-    the battery warranty's "less than 50 % ... within the first 12 months", is in a chunk retrieval does
-    not return: the check once vouched for it through a price list's "row 12" and "50 units")."""
+    model's. Retrieval or check changes that refuse correct answers fail here (measured: 5 of 61 since
+    wrapped lines are read as sentences and the relevance threshold is 0.2; 7 before)."""
     args = [str(SAMPLE_QA), "--data-dir", str(chat_data_dir), "--modes", "hybrid", "--answers", "reference"]
     report = tmp_path / "report.md"
-    assert main([*args, "--json", "--report", str(report), "--max-false-refusal-rate", "0.12"]) == 0
+    assert main([*args, "--json", "--report", str(report), "--max-false-refusal-rate", "0.1"]) == 0
     row = json.loads(capsys.readouterr().out)["answers"]["reference"]
     assert row["citation_precision"] == 1.0
     assert row["accepted_correct"] == 1.0  # the reference vouches for itself
