@@ -29,6 +29,9 @@ CITATION = re.compile(r"\s?\[(\d+)\]")
 # Training answers cite like "(Source: office_locations.csv)"; the prompt asks for [n]. Accept both.
 NAMED_CITATION = re.compile(r"\s?\(Sources?:\s*([^)]*)\)", re.IGNORECASE)
 REFUSAL_HINTS = ("couldn't find", "could not find", "can't find", "cannot find", "don't know", "not in the documents")
+YES_NO = re.compile(
+    r"\s*(?:is|are|was|were|can|could|do|does|did|will|would|should|shall|may|might|must|has|have|had)\b", re.I
+)
 ECHO = re.compile(r"Context:|Question:|\[\d+\] \(|Use only the numbered context|^#{1,6} |```", re.MULTILINE)
 
 Embed = Callable[[list[str]], Any]  # texts -> normalised vectors (rows)
@@ -110,7 +113,7 @@ def check(inputs: dict[str, Any], settings: ChatSettings, embed: Embed, verify: 
         return refuse(result, docs, f"the answer's first sentence is not supported{why}{steering_note(docs)}")
     if supported_share(result.sentences) < settings.min_supported_share:
         return refuse(result, docs, "most of the answer is not supported by the retrieved passages")
-    if off_topic(result.query, [s.text for s in result.sentences if s.supported], settings, embed):
+    if off_topic(result.query, supported_with_headers(result.sentences, docs), settings, embed):
         return refuse(result, docs, "the supported sentences do not address the question")
     result.answer = " ".join(cite(s) for s in result.sentences)
     cited = sorted({s.source for s in result.sentences if s.supported and s.source})
@@ -149,10 +152,20 @@ def supported_share(sentences: list[Sentence]) -> float:
     return sum(n for n, supported in words if supported) / total if total else 0.0
 
 
-def off_topic(question: str, supported: list[str], settings: ChatSettings, embed: Embed) -> bool:
-    """A passage copied out verbatim is "supported" but may answer nothing: no shared word, far in meaning."""
-    text = " ".join(supported)
-    if content_words(question) & content_words(text):
+def supported_with_headers(sentences: list[Sentence], docs: list[Document]) -> tuple[str, str]:
+    """The supported sentences, and the headers (file, section) of the passages they rest on."""
+    supported = [s for s in sentences if s.supported]
+    heads = {header(docs[s.source - 1]) for s in supported if s.source}
+    return " ".join(s.text for s in supported), "\n".join(sorted(heads))
+
+
+def off_topic(question: str, supported: tuple[str, str], settings: ChatSettings, embed: Embed) -> bool:
+    """A passage copied out verbatim is "supported" but may answer nothing: no shared word, far in meaning.
+    `supported`: the sentences and their passages' headers. What a sentence is about may be said only where
+    it sits ("During the open enrolment window ..." under "Pension: salary conversion"), and a yes or no
+    answers a yes/no question whatever its words."""
+    text, heads = supported
+    if content_words(question) & content_words(f"{text}\n{heads}") or (YES_NO.match(question) and REPLY.match(text)):
         return False
     vectors = embed([question, text])
     return float(vectors[0] @ vectors[1]) < settings.min_answer_relevance

@@ -101,9 +101,10 @@ class ChatSettings(Strict):
     min_supported_share: float = Field(
         0.5, ge=0, le=1, description="Share of the answer's words that must be supported."
     )
-    # An answer sharing no word with the question must be at least this close to it in meaning. Measured on
-    # data/qa and the Django, SQLAlchemy and Celery FAQs: 0.2 refuses fewer verbatim answers (0.79 -> 0.85)
-    # but let the base model's "The SpeakUp platform is ..." answer "Who is the deputy CISO?" (test_chain).
+    # An answer sharing no word with the question, nor with the sections it rests on, and no yes/no reply to a
+    # yes/no question, must be at least this close to it in meaning. Measured on data/qa and the Django,
+    # SQLAlchemy and Celery FAQs: 0.2 let the base model's "The SpeakUp platform is ..." answer "Who is the
+    # deputy CISO?" (test_chain).
     min_answer_relevance: float = Field(0.35, ge=-1, le=1)
     history_turns: int = Field(3, ge=0, description="Earlier question/answer pairs used to rewrite a follow-up.")
     verifier: str = Field(

@@ -242,6 +242,30 @@ def test_copied_passage_that_does_not_address_the_question_is_refused(embed: Any
     assert result.refused and "do not address" in result.reason
 
 
+WORKER = Document(
+    "Use the TERM signal. The worker finishes all currently executing jobs and shuts down as soon as possible.",
+    metadata={"source": "ops/worker.md", "section": "Stopping the worker", "score": 0.62},
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "refused"),
+    [
+        ("Can I safely shut down the worker?", "Yes, use the TERM signal [1].", False),  # a yes answers it
+        ("How do I stop a worker process?", "Use the TERM signal [1].", False),  # the section says what it is about
+        ("Who is the deputy CISO?", "Use the TERM signal [1].", True),  # neither: it answers something else
+        ("Who is the deputy CISO?", "Yes, use the TERM signal [1].", True),  # a yes answers no yes/no question
+    ],
+)
+def test_an_answer_addresses_the_question_by_its_reply_word_or_its_passage_section(
+    embed: Any, question: str, answer: str, refused: bool
+) -> None:
+    """A FAQ's "Yes, use the TERM signal." shares no word with its question (Celery's FAQ; RESULTS.md)."""
+    result = run(answer, embed, [WORKER], question)
+    assert result.refused is refused, result.reason
+    assert not refused or "do not address" in result.reason
+
+
 # Documents the check was never tuned on (SQLAlchemy's pooling chapter, abridged): each claim rests on the
 # span nearest it, so a number, a name or a negation taken from elsewhere in the same passage is refused.
 POOLING = Document(
