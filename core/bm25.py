@@ -69,9 +69,10 @@ class Bm25Index:
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The best `k` (chunk id, BM25 score) pairs with a positive score, among `allowed` rows."""
-        if not self.ids:
+        terms = tokenize(query)
+        if not self.ids or not terms:  # "Is it?" is all stop words: nothing to match (bm25s raises on [])
             return []
-        scores = self.model.get_scores(tokenize(query))
+        scores = self.model.get_scores(terms)
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0)
         top = np.argsort(-scores, kind="stable")[:k]

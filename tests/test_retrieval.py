@@ -127,6 +127,11 @@ def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted:
     assert "travel.md" in search(settings, "hybrid", question, k=2, fusion=fusion)
 
 
+def test_a_question_of_stop_words_only_is_searched_by_meaning_not_a_crash(settings: Settings, planted: Path) -> None:
+    assert search(settings, "bm25", "Is it?") == []  # bm25s raised IndexError on an empty query
+    assert search(settings, "hybrid", "Is it?", k=2)  # the dense half still finds something
+
+
 def test_every_chunk_keeps_its_cosine_score_whichever_search_found_it(settings: Settings, planted: Path) -> None:
     chosen = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update={"mode": "bm25"})})
     docs = retriever(chosen, k=3).invoke("fault E-4421")
