@@ -170,7 +170,7 @@ def fuse_rankings(rankings: dict[str, list[Document]]) -> list[Document]:
         for doc in docs:
             by_key.setdefault(chunk_key(doc), doc)
     ranked = rrf([(1.0, [chunk_key(d) for d in docs]) for docs in lists], RRF_K)
-    return [by_key[key] for key in ranked[: max(map(len, lists), default=0)]]
+    return [by_key[key] for key, _ in ranked[: max(map(len, lists), default=0)]]
 
 
 def chunk_key(doc: Document) -> tuple[Any, Any]:

@@ -66,16 +66,17 @@ class Searchable:
 
 
 Scored = list[tuple[Any, float]]  # (key, score), best first
+PAGE_DEPTH = 3  # a file is ranked by its best three chunks' fused scores when spreading
 
 
-def fuse(rankings: list[tuple[float, Scored]], options: RetrievalSettings) -> list[Any]:
-    """The keys of several (weight, scored keys) lists in one order, by `options.fusion`."""
+def fuse(rankings: list[tuple[float, Scored]], options: RetrievalSettings) -> Scored:
+    """The keys of several (weight, scored keys) lists in one order, by `options.fusion`, with their fused scores."""
     if options.fusion == "rrf":
         return rrf([(weight, [key for key, _ in scored]) for weight, scored in rankings], options.rrf_k)
     return by_score(rankings)
 
 
-def by_score(rankings: list[tuple[float, Scored]]) -> list[Any]:
+def by_score(rankings: list[tuple[float, Scored]]) -> Scored:
     """Each list's scores as a share of its best one, weighted and added up per key: BM25's scale
     changes from query to query, cosine's hardly (Bruch et al. 2023, convex combination)."""
     scores: dict[Any, float] = defaultdict(float)
@@ -83,27 +84,39 @@ def by_score(rankings: list[tuple[float, Scored]]) -> list[Any]:
         best = max((score for _, score in scored), default=0.0)
         for key, score in scored:
             scores[key] += weight * score / best if best > 0 else 0.0
-    return sorted(scores, key=lambda key: -scores[key])
+    return best_first(scores)
 
 
-def rrf(rankings: list[tuple[float, list[Any]]], k: int) -> list[Any]:
+def rrf(rankings: list[tuple[float, list[Any]]], k: int) -> Scored:
     """Reciprocal-rank fusion: each (weight, ranked keys) list adds weight / (k + rank) to a key."""
     scores: dict[Any, float] = defaultdict(float)
     for weight, ranked in rankings:
         for rank, key in enumerate(ranked, start=1):
             scores[key] += weight / (k + rank)
-    return sorted(scores, key=lambda key: -scores[key])
+    return best_first(scores)
 
 
-def spread(ranked: list[Any], source: Callable[[Any], Any], per_source: int) -> list[Any]:
-    """`ranked` with at most `per_source` keys of one source ahead of any other source's keys:
-    the rest follow, in order, after all the sources' first ones (0: `ranked` as it is)."""
+def best_first(scores: dict[Any, float]) -> Scored:
+    return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def spread(ranked: Scored, source: Callable[[Any], Any], per_source: int) -> list[Any]:
+    """The keys with at most `per_source` of one source ahead of any other source's keys (0: `ranked` as it
+    is). Sources go in the order of their best PAGE_DEPTH scores added up, so a page with three matching
+    chunks goes before a page with one slightly better chunk; a source's keys keep their order."""
     if not per_source:
-        return ranked
+        return [key for key, _ in ranked]
+    weight: dict[Any, float] = defaultdict(float)
+    counted: dict[Any, int] = defaultdict(int)
+    for key, score in ranked:
+        origin = source(key)
+        if counted[origin] < PAGE_DEPTH:
+            weight[origin] += score
+            counted[origin] += 1
     taken: dict[Any, int] = defaultdict(int)
     ahead: list[Any] = []
     behind: list[Any] = []
-    for key in ranked:
+    for key, _ in sorted(ranked, key=lambda item: -weight[source(item[0])]):  # stable: rank order within a source
         origin = source(key)
         taken[origin] += 1
         (ahead if taken[origin] <= per_source else behind).append(key)
@@ -138,8 +151,8 @@ class HybridRetriever(BaseRetriever):
             if self.options.mode != "dense":
                 hits = searchable.keyword(query, depth, allowed)
                 rankings.append((self.options.bm25_weight, [((n, i), score) for i, score in hits]))
-        ranked = fuse(rankings, self.options)
-        ranked = spread(ranked, lambda key: (key[0], self.searchables[key[0]].source[key[1]]), self.options.per_source)
+        fused = fuse(rankings, self.options)
+        ranked = spread(fused, lambda key: (key[0], self.searchables[key[0]].source[key[1]]), self.options.per_source)
         return self.documents(ranked[:k], vector)
 
     def documents(self, keys: list[tuple[int, str]], vector: list[float]) -> list[Document]:

@@ -209,26 +209,41 @@ def test_tokenizer_keeps_codes_whole_and_in_parts() -> None:
     assert bm25.tokenize("the running of the sensors") == ["run", "sensor"]
 
 
+def keys(scored: list[tuple[str, float]]) -> list[str]:
+    return [key for key, _ in scored]
+
+
 def test_reciprocal_rank_fusion_adds_weighted_reciprocal_ranks() -> None:
     # a: 1/61 + 1/62; b: 1/62 + 1/61 (tie, first seen first); c: 1/63
-    assert rrf([(1.0, ["a", "b", "c"]), (1.0, ["b", "a"])], k=60)[:2] in (["a", "b"], ["b", "a"])
-    assert rrf([(1.0, ["a", "b"]), (3.0, ["b"])], k=60) == ["b", "a"]
-    assert rrf([(0.0, ["a"]), (1.0, ["b"])], k=60) == ["b", "a"]
+    assert keys(rrf([(1.0, ["a", "b", "c"]), (1.0, ["b", "a"])], k=60))[:2] in (["a", "b"], ["b", "a"])
+    assert rrf([(1.0, ["a", "b"]), (3.0, ["b"])], k=60) == [("b", pytest.approx(1 / 62 + 3 / 61)), ("a", 1 / 61)]
+    assert keys(rrf([(0.0, ["a"]), (1.0, ["b"])], k=60)) == ["b", "a"]
 
 
 def test_score_fusion_adds_each_lists_scores_as_a_share_of_its_best() -> None:
     # a: 1.5 * 0.8/0.8 = 1.5; b: 1.5 * 0.4/0.8 + 1.0 * 10/10 = 1.75; c: 1.0 * 5/10 = 0.5
-    assert by_score([(1.5, [("a", 0.8), ("b", 0.4)]), (1.0, [("b", 10.0), ("c", 5.0)])]) == ["b", "a", "c"]
+    assert by_score([(1.5, [("a", 0.8), ("b", 0.4)]), (1.0, [("b", 10.0), ("c", 5.0)])]) == [
+        ("b", 1.75),
+        ("a", pytest.approx(1.5)),
+        ("c", 0.5),
+    ]
     # BM25's scale does not matter, only each score's share of the best: x100 changes nothing
-    assert by_score([(1.5, [("a", 0.8), ("b", 0.4)]), (1.0, [("b", 1000.0), ("c", 500.0)])]) == ["b", "a", "c"]
-    assert by_score([(1.0, [("a", 0.0)]), (1.0, [])]) == ["a"]  # no best above 0: kept, last
+    assert keys(by_score([(1.5, [("a", 0.8), ("b", 0.4)]), (1.0, [("b", 1000.0), ("c", 500.0)])])) == ["b", "a", "c"]
+    assert keys(by_score([(1.0, [("a", 0.0)]), (1.0, [])])) == ["a"]  # no best above 0: kept, last
 
 
 def test_spread_moves_a_sources_extra_keys_behind_every_other_sources_first() -> None:
-    ranked = ["a1", "a2", "b1", "a3", "c1", "b2"]
+    ranked = [("a1", 6.0), ("a2", 5.0), ("b1", 4.0), ("a3", 3.0), ("c1", 2.0), ("b2", 1.0)]
     assert spread(ranked, lambda key: key[0], 1) == ["a1", "b1", "c1", "a2", "a3", "b2"]
-    assert spread(ranked, lambda key: key[0], 2) == ["a1", "a2", "b1", "c1", "b2", "a3"]
-    assert spread(ranked, lambda key: key[0], 0) == ranked
+    # a weighs 6 + 5 + 3, b 4 + 1, c 2: two of each in that order, then a's third
+    assert spread(ranked, lambda key: key[0], 2) == ["a1", "a2", "b1", "b2", "c1", "a3"]
+    assert spread(ranked, lambda key: key[0], 0) == keys(ranked)
+
+
+def test_spread_ranks_a_source_by_its_best_three_chunks_not_its_best_one() -> None:
+    # a: 0.9 + 0.1 = 1.0; b: 0.5 + 0.45 + 0.4 = 1.35 (its fourth, 0.35, does not count); c: 0.3
+    ranked = [("a1", 0.9), ("b1", 0.5), ("b2", 0.45), ("b3", 0.4), ("b4", 0.35), ("c1", 0.3), ("a2", 0.1)]
+    assert spread(ranked, lambda key: key[0], 1) == ["b1", "a1", "c1", "b2", "b3", "b4", "a2"]
 
 
 def test_bm25_indexes_the_title_and_section_a_chunk_sits_under() -> None:
