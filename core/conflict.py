@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from core.facts import deniable, denial, denied
 from core.text import names_in
 
 NUMBER_WITH_UNIT = re.compile(
@@ -37,6 +38,8 @@ def conflict(claim: str, passage: str, where: str) -> str:
     if bool(NEGATION.search(claim)) != bool(NEGATION.search(sentence)):
         negated = "negates" if NEGATION.search(claim) else "does not negate"
         return f"the answer {negated} what {where} says: {shorten(sentence)!r}"
+    if denied(claim) - deniable(sentence):
+        return f"the answer says {denial(claim)!r}; {where} says {shorten(sentence)!r}"
     return f"no passage states it; the closest, {where}, says {shorten(sentence)!r}"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from core.bm25 import tokenize
 from core.text import canonical, nearest, numbers_in, sentences
 
 # A number and its unit (after it, or a currency sign before it), if any: "up to 150 °C" is not vouched for
@@ -24,6 +25,10 @@ IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\
 # "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
 NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
 # "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
+# A claim's negation must deny what the passage's denies: the word after it within this many words of a
+# negation in the passage ("cannot join" by "not eligible to join"; "must not be acknowledged" is not
+# vouched for by "must be acknowledged within 15 minutes; do not page twice").
+NEGATED_WINDOW = 4
 REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
 
 
@@ -74,12 +79,46 @@ def units_agree(claimed: dict[str, set[str]], passage: dict[str, set[str]]) -> b
 
 def rests_on(span: str, plain: str, facts: Facts, names: set[str]) -> bool:
     """Whether the span has the sentence's numbers, units, identifiers and names, and its sentence nearest
-    the claim negates at least as often as the claim ("is not open" is not vouched for by "is open")."""
+    the claim negates at least as often as the claim ("is not open" is not vouched for by "is open") and
+    near the words the claim denies."""
     if not (facts.stated_in(span) and all(n.lower() in span.lower() for n in names)):
         return False
     units = sentences(span)
-    return negations(plain) <= negations(units[nearest(plain, units)])
+    unit = units[nearest(plain, units)]
+    return negations(plain) <= negations(unit) and denied(plain) <= deniable(unit)
 
 
 def negations(text: str) -> int:
     return len(NEGATION.findall(REPLY.sub("", text)))
+
+
+def denied(claim: str) -> set[str]:
+    """The first content word after each of the claim's negations, stemmed ("must not be acknowledged")."""
+    claim = REPLY.sub("", claim)
+    return {terms[0] for m in NEGATION.finditer(claim) if (terms := tokenize(after(claim, m.end())))}
+
+
+def denial(claim: str) -> str:
+    """The claim's first negation and the words after it up to a content word ("not be acknowledged"), for
+    a refusal's reason; "" if it has none."""
+    claim = REPLY.sub("", claim)
+    for match in NEGATION.finditer(claim):
+        words = claim[match.end() :].split()[:NEGATED_WINDOW]
+        content = next((n for n, word in enumerate(words) if tokenize(word)), None)
+        if content is not None:
+            return " ".join([match.group(), *words[: content + 1]]).rstrip(".,;:!?")
+    return ""
+
+
+def deniable(passage: str) -> set[str]:
+    """The content words near the passage's negations, stemmed ("#announcements is NOT used")."""
+    near = (f"{before(passage, m.start())} {after(passage, m.end())}" for m in NEGATION.finditer(passage))
+    return {term for words in near for term in tokenize(words)}
+
+
+def after(text: str, end: int) -> str:
+    return " ".join(text[end:].split()[:NEGATED_WINDOW])
+
+
+def before(text: str, start: int) -> str:
+    return " ".join(text[:start].split()[-NEGATED_WINDOW:])

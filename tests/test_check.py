@@ -311,6 +311,31 @@ def test_a_claim_rests_on_one_span_of_a_passage_from_an_unseen_set(embed: Any, a
     assert conflict in result.reason
 
 
+# One sentence that negates one thing: a claim's negation must deny what the passage denies, near it.
+PAGING = Document(
+    "SEV2 pages must be acknowledged within 15 minutes, and you do not page the incident commander twice. "
+    "During an outage, Slack #announcements is NOT used for updates; post them in #it-status.",
+    metadata={"source": "oncall.md", "section": "Paging", "score": 0.6},
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("SEV2 pages must be acknowledged within 15 minutes.", ""),
+        ("You do not page the incident commander twice.", ""),
+        ("Post updates in #it-status, not in #announcements.", ""),  # the passage's NOT comes after the word
+        # the sentence negates, but not the acknowledging: the rule by count alone let these through
+        ("SEV2 pages must not be acknowledged within 15 minutes.", "the answer says 'not be acknowledged'; [1]"),
+        ("Post updates in #announcements, not in #it-status.", "the answer says 'not in #it-status'; [1]"),
+    ],
+)
+def test_a_negation_must_deny_what_the_passage_denies(embed: Any, answer: str, refused: str) -> None:
+    result = run(answer, embed, [PAGING], "How fast must a SEV2 page be acknowledged, and where do updates go?")
+    assert result.refused is bool(refused), result.reason
+    assert refused in result.reason
+
+
 # Django's admin FAQ as ingestion stores it: HTML text wrapped mid-sentence, a line break before "account".
 ADMIN_FAQ = Document(
     "## I can\u2019t log in. When I enter a valid username and password, it brings up the login page again, with a "
