@@ -29,6 +29,10 @@ NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|withou
 # negation in the passage ("cannot join" by "not eligible to join"; "must not be acknowledged" is not
 # vouched for by "must be acknowledged within 15 minutes; do not page twice").
 NEGATED_WINDOW = 4
+# A name the claim takes from the passage must stand there within this many words of another word of the
+# claim ("Django requires PostgreSQL" is not vouched for by "... we recommend PostgreSQL").
+NAME_WINDOW = 6
+WORDS = re.compile(r"[\w.@/-]+")
 REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
 
 
@@ -80,8 +84,10 @@ def units_agree(claimed: dict[str, set[str]], passage: dict[str, set[str]]) -> b
 def rests_on(span: str, plain: str, facts: Facts, names: set[str]) -> bool:
     """Whether the span has the sentence's numbers, units, identifiers and names, and its sentence nearest
     the claim negates at least as often as the claim ("is not open" is not vouched for by "is open") and
-    near the words the claim denies."""
+    near the words the claim denies; each name stands near another word of the claim."""
     if not (facts.stated_in(span) and all(n.lower() in span.lower() for n in names)):
+        return False
+    if not all(among_its_words(name, plain, span) for name in names):
         return False
     units = sentences(span)
     unit = units[nearest(plain, units)]
@@ -122,3 +128,22 @@ def after(text: str, end: int) -> str:
 
 def before(text: str, start: int) -> str:
     return " ".join(text[:start].split()[-NEGATED_WINDOW:])
+
+
+def among_its_words(name: str, claim: str, span: str) -> bool:
+    """Whether the span names `name` near another content word of the claim (a claim of the name alone: yes)."""
+    others = set(tokenize(claim)) - set(tokenize(name))
+    return not others or bool(others & context(name, span))
+
+
+def context(name: str, text: str) -> set[str]:
+    """The content words within NAME_WINDOW words of each place `text` names `name`, stemmed."""
+    lowered = text.lower()
+    found: set[str] = set()
+    start = lowered.find(name.lower())
+    while start >= 0:
+        end = start + len(name)
+        near = WORDS.findall(text[:start])[-NAME_WINDOW:] + WORDS.findall(text[end:])[:NAME_WINDOW]
+        found |= set(tokenize(" ".join(near)))
+        start = lowered.find(name.lower(), end)
+    return found - set(tokenize(name))

@@ -112,21 +112,12 @@ def test_follow_up_is_rewritten_with_the_history(chain: Any) -> None:
     assert "vpn" in result.query.lower() or "password" in result.query.lower()
 
 
-# The check's known leaks (benchmarks/RESULTS.md, "unanswerable questions that got through"): the model
-# restates the question around words a passage holds ("Jonas Brenner is the CEO of Kestrel Dynamics [4]."
-# for the IPO) in fp32 (`fixed`). Which of the 12 get through depends on the passages: with
-# `retrieval.fusion = scores` the deputy CISO takes the antivirus question's place. The antivirus answer is
-# refused since a claim rests on one span of a passage (its names must be there, core/check.py).
-CHECK_LEAKS = {
-    "When is Kestrel Dynamics planning its IPO?",
-}  # the drone's "payload is 10" is refused since a PDF's wrapped lines are read as sentences: its span says 25
-UNANSWERABLE = [
-    pytest.param(r, marks=pytest.mark.xfail(strict=True, reason="a known leak of the check"))
-    if r["question"] in CHECK_LEAKS
-    else r
-    for r in HELD_OUT
-    if r["source"] is None
-]
+# Every unanswerable held-out question is refused. The last leak, "Jonas Brenner is the CEO of Kestrel Dynamics
+# [4]." for the IPO (the model restating the question around a passage's words), is refused since a name must
+# stand near another word of the claim in its passage (core/facts.py). The antivirus answer is refused since a
+# claim rests on one span of a passage, the drone's "payload is 10" since a PDF's wrapped lines are read as
+# sentences (its span says 25).
+UNANSWERABLE = [r for r in HELD_OUT if r["source"] is None]
 
 
 @pytest.mark.parametrize("row", UNANSWERABLE, ids=lambda r: r["question"][:40])

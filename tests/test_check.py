@@ -336,6 +336,35 @@ def test_a_negation_must_deny_what_the_passage_denies(embed: Any, answer: str, r
     assert refused in result.reason
 
 
+# Django's install FAQ (abridged): a name swapped for another of the same passage must keep some of the
+# claim's words around it there ("Django requires PostgreSQL": PostgreSQL stands by "production", "recommend").
+INSTALL_FAQ = Document(
+    "Django requires Python. See the table in the next question for the versions of Python that work with each "
+    "version of Django. Other Python libraries may be required for some use cases, but you'll receive an error "
+    "about them as they're needed. Django runs SQLite by default, which is included in Python installations. For a "
+    "production environment, we recommend PostgreSQL; but we also officially support MariaDB, MySQL, SQLite, "
+    "and Oracle.",
+    metadata={"source": "faq/install.html", "section": "FAQ: Installation", "score": 0.5},
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("Django requires Python.", False),
+        ("For a production environment, we recommend PostgreSQL.", False),
+        ("Django runs SQLite by default.", False),
+        ("Django requires PostgreSQL.", True),
+        ("Django runs Oracle by default.", True),
+    ],
+)
+def test_a_name_from_the_passage_must_stand_among_the_claims_words_there(
+    embed: Any, answer: str, refused: bool
+) -> None:
+    result = run(answer, embed, [INSTALL_FAQ], "What do I need to run Django in production?")
+    assert result.refused is refused, result.reason
+
+
 # Django's admin FAQ as ingestion stores it: HTML text wrapped mid-sentence, a line break before "account".
 ADMIN_FAQ = Document(
     "## I can\u2019t log in. When I enter a valid username and password, it brings up the login page again, with a "
