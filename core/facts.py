@@ -25,6 +25,7 @@ IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\
 # "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
 NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
 # "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
+REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
 # A claim's negation must deny what the passage's denies: the word after it within this many words of a
 # negation in the passage ("cannot join" by "not eligible to join"; "must not be acknowledged" is not
 # vouched for by "must be acknowledged within 15 minutes; do not page twice").
@@ -33,7 +34,6 @@ NEGATED_WINDOW = 4
 # claim ("Django requires PostgreSQL" is not vouched for by "... we recommend PostgreSQL").
 NAME_WINDOW = 6
 WORDS = re.compile(r"[\w.@/-]+")
-REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
 
 
 @dataclass
