@@ -11,7 +11,7 @@ from core.text import names_in
 NUMBER_WITH_UNIT = re.compile(
     r"(?:[€$]\s?)?\d+(?:[.,:]\d+)*(?:\s?(?:%|°C|EUR|USD|SGD|GBP|CHF|km|kg|GB|MB|days?|weeks?|months?|years?|hours?|minutes?|seconds?))?"
 )
-NEGATION = re.compile(r"\b(?:no|not|never|cannot)\b|n't\b", re.IGNORECASE)
+NEGATION = re.compile(r"\b(?:no|not|never|cannot)\b|n['\u2019]t\b", re.IGNORECASE)
 WORD = re.compile(r"\w+")
 
 

@@ -23,7 +23,10 @@ SAME_UNIT |= {"hours": "hour", "minutes": "minute", "seconds": "second"}
 # E-mail addresses and links must appear verbatim: a near miss (another domain) is an invented fact.
 IDENTIFIER = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?:https?://|www\.)[^\s)\]>]+[^\s)\]>.,;:!?]")
 # "Refunds need no approval" must not be vouched for by "Refunds need approval" (same words otherwise).
-NEGATION = re.compile(r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
+# "isn't" written with the typographic apostrophe (U+2019), as HTML documentation does, negates too.
+NEGATION = re.compile(
+    r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n['\u2019]t\b", re.IGNORECASE
+)
 # "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
 REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
 # A claim's negation must deny what the passage's denies: the word after it within this many words of a

@@ -336,6 +336,22 @@ def test_a_negation_must_deny_what_the_passage_denies(embed: Any, answer: str, r
     assert refused in result.reason
 
 
+# HTML documentation writes "isn't" with the typographic apostrophe (U+2019): it negates all the same.
+KOMBU = Document(
+    "No. It used to be supported by Carrot (our old messaging library) but isn\u2019t currently supported in Kombu "
+    "(our new messaging library).",
+    metadata={"source": "faq.html", "section": "Can I use Celery with ActiveMQ/STOMP?", "score": 0.5},
+)
+
+
+@pytest.mark.parametrize(
+    "answer", ["ActiveMQ isn't currently supported in Kombu.", "ActiveMQ isn\u2019t currently supported in Kombu."]
+)
+def test_a_typographic_apostrophe_negates_too(embed: Any, answer: str) -> None:
+    result = run(answer, embed, [KOMBU], "Can I use Celery with ActiveMQ/STOMP?")
+    assert not result.refused, result.reason
+
+
 # Django's install FAQ (abridged): a name swapped for another of the same passage must keep some of the
 # claim's words around it there ("Django requires PostgreSQL": PostgreSQL stands by "production", "recommend").
 INSTALL_FAQ = Document(
