@@ -5,6 +5,7 @@ names, in one span of it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from core.bm25 import tokenize
@@ -103,20 +104,25 @@ def negations(text: str) -> int:
 
 def denied(claim: str) -> set[str]:
     """The first content word after each of the claim's negations, stemmed ("must not be acknowledged")."""
-    claim = REPLY.sub("", claim)
-    return {terms[0] for m in NEGATION.finditer(claim) if (terms := tokenize(after(claim, m.end())))}
+    return {term for _, term in denials(claim)}
 
 
 def denial(claim: str) -> str:
     """The claim's first negation and the words after it up to a content word ("not be acknowledged"), for
     a refusal's reason; "" if it has none."""
+    return next((phrase for phrase, _ in denials(claim)), "")
+
+
+def denials(claim: str) -> Iterator[tuple[str, str]]:
+    """(the negation up to its first content word, that word stemmed) for each of the claim's negations
+    with a content word among the NEGATED_WINDOW words after it."""
     claim = REPLY.sub("", claim)
     for match in NEGATION.finditer(claim):
         words = claim[match.end() :].split()[:NEGATED_WINDOW]
-        content = next((n for n, word in enumerate(words) if tokenize(word)), None)
-        if content is not None:
-            return " ".join([match.group(), *words[: content + 1]]).rstrip(".,;:!?")
-    return ""
+        for n, word in enumerate(words):
+            if terms := tokenize(word):
+                yield " ".join([match.group(), *words[: n + 1]]).rstrip(".,;:!?"), terms[0]
+                break
 
 
 def deniable(passage: str) -> set[str]:
