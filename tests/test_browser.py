@@ -76,6 +76,13 @@ def chromium(*, log_network: bool = False) -> Iterator[Any]:
         driver.quit()
 
 
+def click_in_view(browser: Any, element: Any) -> None:
+    """Scrolled to the middle of the window first, as a person would: at the window's edge the chat
+    input's bar can cover it and take the click (seen in CI)."""
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    element.click()
+
+
 @pytest.fixture
 def chat_url(chat_data_dir: Path, tmp_path: Path) -> Iterator[str]:
     with streamlit_app(chat_data_dir, tmp_path / "streamlit.log") as url:
@@ -102,7 +109,7 @@ def test_browser_user_asks_and_sees_a_cited_answer(chat_url: str, browser, tmp_p
     sources = WebDriverWait(browser, 300).until(
         ready.presence_of_element_located((By.XPATH, "//*[@data-testid='stExpander']//summary[contains(., 'Sources')]"))
     )
-    sources.click()
+    click_in_view(browser, sources)
     time.sleep(1)
     shot = tmp_path / "chat.png"
     browser.save_screenshot(str(shot))

@@ -18,7 +18,7 @@ import pytest
 from app.ui_turns import STOPPED
 from tests import test_browser
 from tests.conftest import ROOT
-from tests.test_browser import chromium, streamlit_app
+from tests.test_browser import chromium, click_in_view, streamlit_app
 
 pytestmark = test_browser.pytestmark  # slow, loopback only, needs Debian's chromium-driver
 
@@ -169,7 +169,7 @@ def open_sources(browser: Any, answers: list[int]) -> None:
 
     messages = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")[1::2]
     for index in answers:
-        messages[index].find_element(By.XPATH, ".//summary[contains(., 'Sources')]").click()
+        click_in_view(browser, messages[index].find_element(By.XPATH, ".//summary[contains(., 'Sources')]"))
 
 
 def switch_adapter(browser: Any, label: str) -> None:
@@ -194,7 +194,7 @@ def upload(browser: Any, path: Path) -> None:
 
     path.write_text(UPLOAD)
     sidebar = browser.find_element(By.CSS_SELECTOR, "[data-testid='stSidebar']")
-    sidebar.find_element(By.XPATH, ".//summary[contains(., 'Add documents')]").click()
+    click_in_view(browser, sidebar.find_element(By.XPATH, ".//summary[contains(., 'Add documents')]"))
     sidebar.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(path))
     ingest = (By.XPATH, "//*[@data-testid='stSidebar']//button[contains(., 'Ingest into docs')]")
     WebDriverWait(browser, 60).until(ready.element_to_be_clickable(ingest)).click()

@@ -26,7 +26,7 @@ from core.check import check
 from core.models import encode, load_embedder
 from core.settings import ChatSettings, Settings
 from tests.conftest import ROOT
-from tests.test_browser import CHROMEDRIVER, chromium, streamlit_app
+from tests.test_browser import CHROMEDRIVER, chromium, click_in_view, streamlit_app
 
 QUESTION = "Who approves a refund of 300 EUR?"
 POLICY_TEXT = (
@@ -268,7 +268,7 @@ def test_browser_runs_no_document_script_and_loads_no_remote_image(
     sources = WebDriverWait(browser, 300).until(
         ready.presence_of_element_located((By.XPATH, "//*[@data-testid='stExpander']//summary[contains(., 'Sources')]"))
     )
-    sources.click()
+    click_in_view(browser, sources)
     WebDriverWait(browser, 30).until(ready.visibility_of_element_located((By.XPATH, f"//*[contains(text(), '{PWN}')]")))
     time.sleep(2)  # time for any image or script the page would load
     browser.save_screenshot(str(tmp_path / "hostile.png"))
