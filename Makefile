@@ -114,6 +114,7 @@ bench: ingest
 	$(OFFLINE) $(PY) -m benchmarks.retrieval
 	$(OFFLINE) $(PY) -m benchmarks.check
 	$(OFFLINE) $(PY) -m benchmarks.generation
+	$(OFFLINE) $(PY) -m benchmarks.answer
 
 sample-docs: $(STAMP)
 	$(PY) scripts/build_sample_docs.py

@@ -8,6 +8,7 @@ from generating through one model at once, so this is a small `BaseChatModel` of
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 import sys
 import threading
@@ -173,13 +174,63 @@ def chat_model(settings: Settings, adapter: str | None = None, chat: ChatSetting
         from core.served_llm import server_chat_model
 
         return server_chat_model(settings, adapter, chat)
-    loaded = shared_model(settings)
     folder = resolve_adapter(settings, adapter)
+    if settings.llm_backend == "llama-cpp" and runs_on_llama_cpp(settings, folder):
+        return llama_chat_model(settings, folder, chat)
+    loaded = shared_model(settings)
     if folder is not None:
         with loaded.lock, loaded.using(folder):  # load and check it now: a wrong base fails before the first question
             pass
     return LocalChatModel(
         loaded=loaded, adapter=folder, max_new_tokens=chat.max_new_tokens, temperature=chat.temperature
+    )
+
+
+def runs_on_llama_cpp(settings: Settings, adapter: Path | None) -> bool:
+    """llama.cpp runs the bundled base with a LoRA adapter it can express, or none; the rest runs in transformers."""
+    if why := llama_cpp_cannot_run(settings, adapter):
+        print(f"{why}: it runs in transformers, not llama.cpp.", file=sys.stderr)
+    return not why
+
+
+def llama_cpp_cannot_run(settings: Settings, adapter: Path | None) -> str:
+    from core.gguf_lora import GgufExportError, lora_config
+    from core.methods import method_of
+    from core.settings import BUNDLED_LLM
+
+    if settings.llm_base != BUNDLED_LLM:
+        return f"base {settings.llm_base} is not the bundled one"
+    if adapter is None:
+        return ""
+    if (method := method_of(adapter)) not in ("lora", "qlora"):
+        return f"{adapter.name} is a {method} adapter"
+    try:
+        lora_config(adapter)
+    except GgufExportError as exc:
+        return str(exc)
+    return ""
+
+
+def llama_chat_model(settings: Settings, adapter: Path | None, chat: ChatSettings) -> BaseChatModel:
+    """The bundled base on llama.cpp with the adapter as a GGUF LoRA, checked against the base first."""
+    from core.adapter import base_hash, check_base
+    from core.gguf_lora import adapter_gguf
+    from core.llama_llm import LlamaCppChatModel, nf4_gguf, shared_llama
+    from core.models import ModelError, llm_model_path
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ModelError("llm_backend llama-cpp needs llama-cpp-python: run `make install` (it compiles llama.cpp)")
+    base_path = llm_model_path(settings)
+    lora = None
+    if adapter is not None:
+        check_base(adapter, settings.llm_base, base_hash(base_path))
+        lora = adapter_gguf(adapter, Path(base_path)).resolve()
+    loaded = shared_llama(nf4_gguf(settings.models_dir, base_path).resolve(), base_path)
+    if lora is not None:
+        with loaded.lock:  # load it now: a broken file fails before the first question
+            loaded.use(lora)
+    return LlamaCppChatModel(
+        loaded=loaded, adapter=lora, max_new_tokens=chat.max_new_tokens, temperature=chat.temperature
     )
 
 

@@ -238,8 +238,10 @@ class Settings(BaseSettings):
         description="Adapter name under DATA_DIR/adapters or a path; 'none' = base alone; unset = newest. "
         "With an openai-compatible backend: a model name the server serves (vLLM: a --lora-modules name).",
     )
-    llm_backend: Literal["local", "openai-compatible"] = Field(
-        "local", description="local: the model in this process; openai-compatible: llm_server (see README)."
+    llm_backend: Literal["llama-cpp", "local", "openai-compatible"] = Field(
+        "local",
+        description="llama-cpp: the bundled base on llama.cpp in this process (LoRA adapters as GGUF LoRA); "
+        "local: transformers in this process; openai-compatible: llm_server (see README).",
     )
     llm_server: LlmServerSettings = Field(default_factory=LlmServerSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)

@@ -104,7 +104,7 @@ def config_identity(settings: Settings, config: Config) -> dict[str, Any]:
         model = [settings.llm_server.url, served_model(settings, name)]
         adapter, manifest = None, None
     else:
-        model = [settings.llm_base, llm_precision(settings)]
+        model = [settings.llm_base, llm_precision(settings), settings.llm_backend]
         adapter = resolve_adapter(settings, name)
         manifest = adapter / "manifest.json" if adapter else None
     return {
@@ -124,7 +124,7 @@ def chain_code() -> str:
     import importlib
     import inspect
 
-    modules = ("core.chain", "core.check", "core.llm", "core.retrieval", "finetune.rag_data")
+    modules = ("core.chain", "core.check", "core.llm", "core.llama_llm", "core.retrieval", "finetune.rag_data")
     source = "".join(inspect.getsource(importlib.import_module(m)) for m in modules)
     return hashlib.sha256(source.encode()).hexdigest()
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from core.gguf_lora import TARGETS, GgufExportError, export_lora, permute_rows
 from core.models import smollm2_gguf
-from finetune.gguf_lora import TARGETS, GgufExportError, export_lora, main, permute_rows
+from finetune.gguf_lora import main
 
 PROMPT = "Staff must connect to the VPN before opening the expenses portal, because the"
 LAST = 4  # positions compared by cosine (as one vector): they attend over the whole prompt, through q/k

@@ -26,6 +26,7 @@ MODULES = [
     "benchmarks.retrieval",
     "benchmarks.check",
     "benchmarks.generation",
+    "benchmarks.answer",
 ]
 SCRIPTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.py"))
 
