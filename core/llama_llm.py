@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.outputs.chat_generation import merge_chat_generation_chunks
-from pydantic import ConfigDict, SkipValidation
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
+from pydantic import SkipValidation
 
-from core.llm import REPETITION_PENALTY, chat_dicts, until_stop
+from core.llm import InProcessChatModel, chat_dicts
 from core.models import smollm2_gguf
 
 CONTEXT_TOKENS = 4096  # the chain's prompt is about 850 tokens; follow-ups and long passages stay inside
@@ -42,6 +40,7 @@ class LlamaModel:
 
     llm: Any  # llama_cpp.Llama
     tokenizer: Any  # the base's transformers tokenizer: its chat template renders the prompt
+    base_hash: str  # of the base's weights, which an adapter's manifest must name (core/adapter.py)
     lock: threading.Lock = field(default_factory=threading.Lock)
     adapters: dict[Path, Any] = field(default_factory=dict)  # GGUF LoRA -> llama.cpp adapter handle
     active: Path | None = None
@@ -71,6 +70,8 @@ def load_llama(gguf: Path, tokenizer_path: str) -> LlamaModel:
     from llama_cpp import Llama
     from transformers import AutoTokenizer
 
+    from core.adapter import base_hash
+
     print(f"Loading the chat model {gguf.name} (llama.cpp) for this process ...", file=sys.stderr)
     threads = len(os.sched_getaffinity(0))
     llm = Llama(
@@ -81,7 +82,7 @@ def load_llama(gguf: Path, tokenizer_path: str) -> LlamaModel:
         flash_attn=True,  # measured: 2.55 s against 2.85 s for an 832-token prompt on 2 cores
         verbose=False,
     )
-    return LlamaModel(llm, AutoTokenizer.from_pretrained(tokenizer_path))
+    return LlamaModel(llm, AutoTokenizer.from_pretrained(tokenizer_path), base_hash(tokenizer_path))
 
 
 def shared_llama(gguf: Path, tokenizer_path: str) -> LlamaModel:
@@ -104,17 +105,10 @@ def answer_penalty(prompt_length: int, penalty: float) -> Any:
     return penalise
 
 
-class LlamaCppChatModel(BaseChatModel):
-    """Streams tokens from the shared llama.cpp model with `adapter` (a GGUF LoRA) applied.
-    `max_new_tokens` and `temperature` can also be given per call (`invoke(..., max_new_tokens=8)`)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+class LlamaCppChatModel(InProcessChatModel):
+    """Streams tokens from the shared llama.cpp model with `adapter` (a GGUF LoRA) applied."""
 
     loaded: SkipValidation[LlamaModel]  # shared, never copied
-    adapter: Path | None = None
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    repetition_penalty: float = REPETITION_PENALTY
 
     @property
     def _llm_type(self) -> str:
@@ -123,17 +117,6 @@ class LlamaCppChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.loaded.llm.model_path, "adapter": str(self.adapter), "temperature": self.temperature}
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        chunks = list(self._stream(messages, stop, run_manager, **kwargs))
-        empty = ChatGenerationChunk(message=AIMessageChunk(content=""))
-        return ChatResult(generations=[merge_chat_generation_chunks(chunks) or empty])
 
     def _stream(
         self,
@@ -157,12 +140,7 @@ class LlamaCppChatModel(BaseChatModel):
                 stream=True,
             )
             with closing(pieces):  # a reader that stops early (closed page) ends the generation here
-                texts = (piece["choices"][0]["text"] for piece in pieces)
-                for text in until_stop(texts, stop or []):
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                    if run_manager:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
+                yield from self.chunks((piece["choices"][0]["text"] for piece in pieces), stop, run_manager)
 
 
 def nf4_gguf(models_dir: Path, base_path: str) -> Path:

@@ -213,7 +213,7 @@ def llama_cpp_cannot_run(settings: Settings, adapter: Path | None) -> str:
 
 def llama_chat_model(settings: Settings, adapter: Path | None, chat: ChatSettings) -> BaseChatModel:
     """The bundled base on llama.cpp with the adapter as a GGUF LoRA, checked against the base first."""
-    from core.adapter import base_hash, check_base
+    from core.adapter import check_base
     from core.gguf_lora import adapter_gguf
     from core.llama_llm import LlamaCppChatModel, nf4_gguf, shared_llama
     from core.models import ModelError, llm_model_path
@@ -221,12 +221,11 @@ def llama_chat_model(settings: Settings, adapter: Path | None, chat: ChatSetting
     if importlib.util.find_spec("llama_cpp") is None:
         raise ModelError("llm_backend llama-cpp needs llama-cpp-python: run `make install` (it compiles llama.cpp)")
     base_path = llm_model_path(settings)
+    loaded = shared_llama(nf4_gguf(settings.models_dir, base_path).resolve(), base_path)
     lora = None
     if adapter is not None:
-        check_base(adapter, settings.llm_base, base_hash(base_path))
+        check_base(adapter, settings.llm_base, loaded.base_hash)
         lora = adapter_gguf(adapter, Path(base_path)).resolve()
-    loaded = shared_llama(nf4_gguf(settings.models_dir, base_path).resolve(), base_path)
-    if lora is not None:
         with loaded.lock:  # load it now: a broken file fails before the first question
             loaded.use(lora)
     return LlamaCppChatModel(
@@ -252,28 +251,17 @@ def until_stop(pieces: Iterable[str], stop: list[str]) -> Iterator[str]:
         yield held
 
 
-# Not langchain-huggingface's ChatHuggingFace: it wraps a HuggingFacePipeline bound to one model, while
-# the chat shares one copy of the 4-bit base between sessions and switches the LoRA adapter per call under
-# a lock (LoadedModel.using), with stop strings and a repetition penalty on the answer only.
-class LocalChatModel(BaseChatModel):
-    """Streams tokens from the shared model, rendering messages with the model's own chat template.
-    `max_new_tokens` and `temperature` can also be given per call (`invoke(..., max_new_tokens=8)`)."""
+class InProcessChatModel(BaseChatModel):
+    """What the chat models in this process share (transformers' and llama.cpp's): an adapter, generation
+    options (`max_new_tokens` and `temperature` can also be given per call: `invoke(..., max_new_tokens=8)`),
+    and whole answers made from the stream."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    loaded: SkipValidation[LoadedModel]  # shared, never copied
     adapter: Path | None = None
     max_new_tokens: int = 256
     temperature: float = 0.0
     repetition_penalty: float = REPETITION_PENALTY
-
-    @property
-    def _llm_type(self) -> str:
-        return "askdocs-local"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"base": self.loaded.base, "adapter": str(self.adapter), "temperature": self.temperature}
 
     def _generate(
         self,
@@ -285,6 +273,34 @@ class LocalChatModel(BaseChatModel):
         chunks = list(self._stream(messages, stop, run_manager, **kwargs))
         empty = ChatGenerationChunk(message=AIMessageChunk(content=""))
         return ChatResult(generations=[merge_chat_generation_chunks(chunks) or empty])
+
+    @staticmethod
+    def chunks(
+        texts: Iterable[str], stop: list[str] | None, run_manager: CallbackManagerForLLMRun | None
+    ) -> Iterator[ChatGenerationChunk]:
+        """The generated texts up to the first stop string, as chunks the callbacks hear of."""
+        for text in until_stop(texts, stop or []):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+            if run_manager:
+                run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+
+
+# Not langchain-huggingface's ChatHuggingFace: it wraps a HuggingFacePipeline bound to one model, while
+# the chat shares one copy of the 4-bit base between sessions and switches the LoRA adapter per call under
+# a lock (LoadedModel.using), with stop strings and a repetition penalty on the answer only.
+class LocalChatModel(InProcessChatModel):
+    """Streams tokens from the shared model, rendering messages with the model's own chat template."""
+
+    loaded: SkipValidation[LoadedModel]  # shared, never copied
+
+    @property
+    def _llm_type(self) -> str:
+        return "askdocs-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"base": self.loaded.base, "adapter": str(self.adapter), "temperature": self.temperature}
 
     def _stream(
         self,
@@ -311,11 +327,7 @@ class LocalChatModel(BaseChatModel):
             thread = threading.Thread(target=self._run, args=args, daemon=True)
             thread.start()
             try:
-                for text in until_stop(streamer, stop or []):
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                    if run_manager:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
+                yield from self.chunks(streamer, stop, run_manager)
             finally:  # a reader that stops early (closed page) must not leave the model busy
                 cancelled.set()
                 thread.join()
