@@ -220,7 +220,25 @@ def load_causal_lm(path: str, *, quantize: bool) -> Any:
         # FSDP shards parameters of one dtype: the packed 4-bit weights must be stored as it (QLoRA + FSDP).
         bnb_4bit_quant_storage=compute if os.environ.get("ACCELERATE_USE_FSDP") == "true" else torch.uint8,
     )
-    return AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map={"": device})
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, device_map={"": device})
+    return off_the_file(model)
+
+
+def off_the_file(model: Any) -> Any:
+    """Copy the weights that stay unquantized (embeddings, norms) off the memory-mapped checkpoint.
+
+    They are views into the safetensors file, which keeps the whole mapping alive: every page the
+    quantization read stays resident (about 440 MB of SmolLM2's 538 MB file, counted in the RSS)
+    for the 115 MB actually in use. A copy lets the mapping go; tied weights stay tied.
+    """
+    import torch
+    from bitsandbytes.nn import Params4bit
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.device.type == "cpu" and not isinstance(tensor, Params4bit):
+                tensor.data = tensor.data.clone()
+    return model
 
 
 def llm_model_path(settings: Settings) -> str:

@@ -101,7 +101,7 @@ def train(settings: Settings, *, resume: bool = False, callbacks: list[Any] | No
         train_dataset=prepared.train,
         eval_dataset=prepared.eval,
         data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=data.IGNORE, padding=True),
-        callbacks=[guard.DivergenceGuard(len(tokenizer)), *(callbacks or [])],
+        callbacks=[guard.DivergenceGuard(len(tokenizer)), guard.ReleaseFreedMemory(), *(callbacks or [])],
     )
     main = trainer.is_world_process_zero()
     trainer.accelerator.wait_for_everyone()  # every process has read `existing` before the main one writes
