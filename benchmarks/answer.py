@@ -3,7 +3,9 @@
 Every data/qa/eval.jsonl question through the whole chain (retrieval, the answer streamed by the model with
 the sample company's adapter, the check), 64 new tokens at most, one after another, for each variant in one
 run: transformers with the 4-bit NF4 base + LoRA (`llm_backend=local`), the same in fp32, and llama.cpp in
-process (the NF4 base in Q8_0 blocks + the adapter as a GGUF LoRA, `llm_backend=llama-cpp`). A warm-up
+process (the NF4 base in Q8_0 blocks + the adapter as a GGUF LoRA, `llm_backend=llama-cpp`), and the same two
+files served by llama.cpp's server in a second process (`llm_backend=openai-compatible`; the server applies the
+GGUF's chat template and its own repeat penalty, and is started by hand in real use). A warm-up
 question first (loads). Reports the median and p95 seconds, the time to the answer's first token, and the
 answers' quality in the same run: held-out questions answered with the gold source and the key fact
 (scripts/chain_held_out.py's), answerable questions refused, accepted answers that state what the reference
@@ -13,9 +15,14 @@ states, unanswerable questions refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +32,11 @@ from benchmarks import machine, write_section
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = str(ROOT / "data" / "sample_adapters" / "sample-company")
 # (backend, base precision): today's default first, then the same stack in fp32 (how far two numerically close
-# models' greedy answers drift apart), then llama.cpp.
+# models' greedy answers drift apart), then llama.cpp's server, then llama.cpp in the chat's process.
 VARIANTS = {
     "nf4+lora (transformers)": ("local", "nf4"),
     "fp32+lora (transformers)": ("local", "fp32"),
+    "llama.cpp server+lora (second process)": ("server", "nf4"),
     "llama.cpp+lora (in process)": ("llama-cpp", "nf4"),
 }
 
@@ -56,11 +64,54 @@ async def timed_answer(chain: Any, question: str) -> Timed:
 
 
 def run_backend(backend: str, questions: list[Any], precision: str = "nf4") -> list[Timed]:
-    from core.chain import chain_from_settings
     from core.settings import load_settings
 
-    settings = load_settings(llm_backend=backend, llm_precision=precision)
-    chain = chain_from_settings(settings, adapter=ADAPTER, max_new_tokens=64)
+    if backend == "server":
+        with llama_server(load_settings()) as served:
+            return run_chain(served, None, questions)  # the server has the adapter
+    return run_chain(load_settings(llm_backend=backend, llm_precision=precision), ADAPTER, questions)
+
+
+@contextlib.contextmanager
+def llama_server(settings: Any) -> Iterator[Any]:
+    """llama-cpp-python's server on a free loopback port with the in-process backend's two files (the NF4
+    base in Q8_0 blocks, the adapter's GGUF LoRA); yields settings for the chat to use it."""
+    from core.gguf_lora import adapter_gguf
+    from core.llama_llm import CONTEXT_TOKENS, nf4_gguf
+    from core.models import ModelError, llm_model_path
+    from core.served_llm import served_models
+    from core.settings import LlmServerSettings
+
+    base = llm_model_path(settings)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threads = str(len(os.sched_getaffinity(0)))
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(nf4_gguf(settings.models_dir, base))]
+    command += ["--lora_path", str(adapter_gguf(Path(ADAPTER), Path(base))), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", threads]
+    command += ["--n_threads_batch", threads, "--flash_attn", "true"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = LlmServerSettings(url=f"http://127.0.0.1:{port}/v1")
+    served = settings.model_copy(update={"llm_backend": "openai-compatible", "llm_server": url})
+    try:
+        for _ in range(240):
+            try:
+                served_models(served)
+                break
+            except ModelError:
+                time.sleep(0.5)
+        yield served
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run_chain(settings: Any, adapter: str | None, questions: list[Any]) -> list[Timed]:
+    from core.chain import chain_from_settings
+
+    backend = settings.llm_backend
+    chain = chain_from_settings(settings, adapter=adapter, max_new_tokens=64)
     asyncio.run(timed_answer(chain, questions[0].question))  # warm-up: loads the model, first-call allocations
     runs = []
     for n, question in enumerate(questions, start=1):
