@@ -1,4 +1,5 @@
-"""Guards around the Trainer: stop a run that diverges, and resume only from an intact checkpoint."""
+"""Guards around the Trainer: stop a run that diverges, resume only from an intact checkpoint, and give
+each step's freed memory back."""
 
 from __future__ import annotations
 

@@ -181,7 +181,9 @@ def test_passages_retrieval_brought_with_their_vectors_are_not_embedded_again(em
     reused = run(answer, counting, stored)
     assert embedded == ["Employees in Berlin get 30 vacation days per year.", "Unused days expire on 31 March."]
     assert [(s.supported, s.similarity) for s in reused.sentences] == [
-        (s.supported, pytest.approx(s.similarity, abs=1e-3)) for s in plain.sentences
+        # similarities are rounded to 3 places, and a passage embedded alone or in a batch differs in bf16
+        (s.supported, pytest.approx(s.similarity, abs=2e-3))
+        for s in plain.sentences
     ]
 
 
