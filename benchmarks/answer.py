@@ -15,19 +15,15 @@ states, unanswerable questions refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import machine, write_section
+from benchmarks import llama_server, machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = str(ROOT / "data" / "sample_adapters" / "sample-company")
@@ -67,44 +63,37 @@ def run_backend(backend: str, questions: list[Any], precision: str = "nf4") -> l
     from core.settings import load_settings
 
     if backend == "server":
-        with llama_server(load_settings()) as served:
+        with served_adapter(load_settings()) as served:
             return run_chain(served, None, questions)  # the server has the adapter
     return run_chain(load_settings(llm_backend=backend, llm_precision=precision), ADAPTER, questions)
 
 
-@contextlib.contextmanager
-def llama_server(settings: Any) -> Iterator[Any]:
-    """llama-cpp-python's server on a free loopback port with the in-process backend's two files (the NF4
-    base in Q8_0 blocks, the adapter's GGUF LoRA); yields settings for the chat to use it."""
+def served_adapter(settings: Any) -> Any:
+    """llama.cpp's server with the in-process backend's two files: the NF4 base in Q8_0 blocks, the adapter's
+    GGUF LoRA."""
     from core.gguf_lora import adapter_gguf
     from core.llama_llm import CONTEXT_TOKENS, nf4_gguf
-    from core.models import ModelError, llm_model_path
-    from core.served_llm import served_models
-    from core.settings import LlmServerSettings
+    from core.models import llm_model_path
 
     base = llm_model_path(settings)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     threads = str(len(os.sched_getaffinity(0)))
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(nf4_gguf(settings.models_dir, base))]
-    command += ["--lora_path", str(adapter_gguf(Path(ADAPTER), Path(base))), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", threads]
-    command += ["--n_threads_batch", threads, "--flash_attn", "true"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = LlmServerSettings(url=f"http://127.0.0.1:{port}/v1")
-    served = settings.model_copy(update={"llm_backend": "openai-compatible", "llm_server": url})
-    try:
-        for _ in range(240):
-            try:
-                served_models(served)
-                break
-            except ModelError:
-                time.sleep(0.5)
-        yield served
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    args = [
+        "--model",
+        str(nf4_gguf(settings.models_dir, base)),
+        "--lora_path",
+        str(adapter_gguf(Path(ADAPTER), Path(base))),
+    ]
+    args += [
+        "--n_ctx",
+        str(CONTEXT_TOKENS),
+        "--n_threads",
+        threads,
+        "--n_threads_batch",
+        threads,
+        "--flash_attn",
+        "true",
+    ]
+    return llama_server(settings, args, start_seconds=120)
 
 
 def run_chain(settings: Any, adapter: str | None, questions: list[Any]) -> list[Timed]:

@@ -34,7 +34,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks import machine, write_section
+from benchmarks import llama_server, machine, write_section
 from benchmarks.generation_report import report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,30 +198,13 @@ def time_llama_cpp(lora: bool) -> list[tuple[float, float]]:
 
 def time_server(lora: bool) -> list[tuple[float, float]]:
     """The chat's own openai-compatible model object, streaming from llama.cpp's server."""
-    import socket
-
     from core.llm import chat_model
-    from core.models import ModelError, smollm2_gguf
-    from core.served_llm import served_models
-    from core.settings import LlmServerSettings
+    from core.models import smollm2_gguf
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--n_ctx", "2048", "--n_threads", str(THREADS)]
+    args = ["--model", str(smollm2_gguf()), "--n_ctx", "2048", "--n_threads", str(THREADS)]
     if lora:
-        command += ["--lora_path", str(adapter_gguf())]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    update = {"llm_backend": "openai-compatible", "llm_server": LlmServerSettings(url=f"http://127.0.0.1:{port}/v1")}
-    served = settings().model_copy(update=update)
-    try:
-        for _ in range(120):
-            try:
-                served_models(served)
-                break
-            except ModelError:
-                time.sleep(0.5)
+        args += ["--lora_path", str(adapter_gguf())]
+    with llama_server(settings(), args, start_seconds=60) as served:
         chat = served.chat.model_copy(update={"max_new_tokens": NEW_TOKENS, "temperature": 0.0})
         # End-of-turn and end-of-text suppressed so that every run writes exactly NEW_TOKENS tokens.
         llm = chat_model(served, chat=chat).bind(logit_bias={0: -100, 2: -100})
@@ -232,9 +215,6 @@ def time_server(lora: bool) -> list[tuple[float, float]]:
             assert len(times) >= NEW_TOKENS * 0.9, len(times)  # a chunk per token (a few may merge)
             runs.append((times[0] - started, (len(times) - 1) / (times[-1] - times[0])))
         return runs[1:]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 VARIANTS = ["nf4+lora", "nf4", "fp32+lora", "merged-fp32", "merged-bf16"]
