@@ -6,7 +6,8 @@ run: transformers with the 4-bit NF4 base + LoRA (`llm_backend=local`), the same
 process (the NF4 base in Q8_0 blocks + the adapter as a GGUF LoRA, `llm_backend=llama-cpp`), and the same two
 files served by llama.cpp's server in a second process (`llm_backend=openai-compatible`; the server applies the
 GGUF's chat template and its own repeat penalty, and is started by hand in real use). A warm-up
-question first (loads). Reports the median and p95 seconds, the time to the answer's first token, and the
+question first (loads). Reports the median and p95 seconds, the time to the answer's first token, the answers'
+median length in streamed pieces (tokens) and the pieces per second from the first to the checked answer, and the
 answers' quality in the same run: held-out questions answered with the gold source and the key fact
 (scripts/chain_held_out.py's), answerable questions refused, accepted answers that state what the reference
 states, unanswerable questions refused.
@@ -115,6 +116,8 @@ def row(name: str, runs: list[Timed], questions: list[Any]) -> str:
 
     seconds = sorted(r.seconds for r in runs)
     first = [r.first_token for r in runs if r.tokens]
+    tokens = statistics.median(r.tokens for r in runs)
+    after_first = sum(r.tokens - 1 for r in runs if r.tokens) / sum(r.seconds - r.first_token for r in runs if r.tokens)
     held_out = sum(
         answered_with(r.result, q.gold_sources[0], KEY_FACTS[q.question])
         for q, r in zip(questions, runs, strict=True)
@@ -128,7 +131,7 @@ def row(name: str, runs: list[Timed], questions: list[Any]) -> str:
     refused = sum(r.result.refused for r in unanswerable)
     return (
         f"| {name} | {statistics.median(seconds):.2f} | {seconds[int(0.95 * (len(seconds) - 1))]:.2f} | "
-        f"{statistics.median(first):.2f} | {held_out} of {len(KEY_FACTS)} | {false_refusals:.3f} | "
+        f"{statistics.median(first):.2f} | {tokens:.0f} | {after_first:.1f} | {held_out} of {len(KEY_FACTS)} | {false_refusals:.3f} | "
         f"{correct} of {len(accepted)} | {refused} of {len(unanswerable)} |"
     )
 
@@ -150,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         "64 new tokens at most. Command: `make bench` (`python -m benchmarks.answer`). Goals: median ≤ 2.5 s,",
         "p95 ≤ 4 s, first token ≤ 1.0 s, at least 2x faster than nf4+lora, quality at least equal.",
         "",
-        "| backend | median s | p95 s | first token s | held-out right | answerable refused | accepted correct "
-        "| unanswerable refused |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| backend | median s | p95 s | first token s | tokens (median) | tokens/s after the first "
+        "| held-out right | answerable refused | accepted correct | unanswerable refused |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(row(name, runs[name], questions) for name in names),
         "",
         f"Median speed-up, {names[-1]} over {names[0]}: {medians[0] / medians[-1]:.2f}x.",

@@ -78,9 +78,18 @@ def chromium(*, log_network: bool = False) -> Iterator[Any]:
 
 def click_in_view(browser: Any, element: Any) -> None:
     """Scrolled to the middle of the window first, as a person would: at the window's edge the chat
-    input's bar can cover it and take the click (seen in CI)."""
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-    element.click()
+    input's bar can cover it and take the click (seen in CI). While an expander opened just before
+    is still growing, the page moves under the pointer and another message takes the click (also
+    seen in CI), so the click is tried again, scrolled again, until the page holds still."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def clicked(_: Any) -> bool:
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        element.click()
+        return True
+
+    WebDriverWait(browser, 10, poll_frequency=0.3, ignored_exceptions=[ElementClickInterceptedException]).until(clicked)
 
 
 @pytest.fixture

@@ -138,8 +138,7 @@ def stop_mid_answer(browser: Any, question: str) -> None:
     wait = WebDriverWait(browser, 600, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(lambda b: "Writing the answer" in (answering(b, turns) or ""))
     stop = browser.find_element(By.XPATH, "//*[@data-testid='stChatMessage']//button[contains(., 'Stop')]")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", stop)  # not under the input box
-    stop.click()
+    click_in_view(browser, stop)  # not under the input box
     wait.until(lambda b: len(texts := assistant_texts(b)) == turns and STOPPED in texts[-1])
     wait_idle(browser)
 
