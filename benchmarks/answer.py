@@ -131,7 +131,8 @@ def row(name: str, runs: list[Timed], questions: list[Any]) -> str:
     refused = sum(r.result.refused for r in unanswerable)
     return (
         f"| {name} | {statistics.median(seconds):.2f} | {seconds[int(0.95 * (len(seconds) - 1))]:.2f} | "
-        f"{statistics.median(first):.2f} | {tokens:.0f} | {after_first:.1f} | {held_out} of {len(KEY_FACTS)} | {false_refusals:.3f} | "
+        f"{statistics.median(first):.2f} | {tokens:.0f} | {after_first:.1f} | "
+        f"{held_out} of {len(KEY_FACTS)} | {false_refusals:.3f} | "
         f"{correct} of {len(accepted)} | {refused} of {len(unanswerable)} |"
     )
 
