@@ -15,7 +15,7 @@ LLAMA_CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 endif
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 ORT_DISABLE_TELEMETRY=1 ANONYMIZED_TELEMETRY=False
 
-.PHONY: demo chat test install models ingest sample-adapter adapter eval django-eval sqlalchemy-eval celery-eval check-eval lint bench sample-docs clean
+.PHONY: demo chat test install models ingest sample-adapter adapter eval django-eval sqlalchemy-eval celery-eval python-eval check-eval lint bench sample-docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -75,19 +75,20 @@ django-eval: models
 	$(OFFLINE) ASKDOCS_RETRIEVAL__PER_SOURCE=1 $(PY) -m evaluation data/qa/django_faq.jsonl --collection django \
 		--report benchmarks/eval_django.md
 
-# The SQLAlchemy and Celery sets, built the same way by scripts/build_debian_faq_eval.py from Debian's
-# python-sqlalchemy-doc (215 pages, 41 FAQ questions) and python-celery-doc (349 pages, 23 questions):
-# collections "sqlalchemy" and "celery", reports benchmarks/eval_sqlalchemy.md and eval_celery.md.
-sqlalchemy-eval celery-eval: %-eval: models
+# The SQLAlchemy, Celery and Python sets, built the same way by scripts/build_debian_faq_eval.py from Debian's
+# python-sqlalchemy-doc (215 pages, 41 FAQ questions), python-celery-doc (349 pages, 23 questions) and
+# python3.11-doc (521 pages, 87 questions; its ingest ~11 min): collections "sqlalchemy", "celery" and "python",
+# reports benchmarks/eval_sqlalchemy.md, eval_celery.md and eval_python.md.
+sqlalchemy-eval celery-eval python-eval: %-eval: models
 	$(PY) scripts/build_debian_faq_eval.py $*
 	$(OFFLINE) $(PY) -m ingestion data/$*_docs --collection $*
 	$(OFFLINE) ASKDOCS_RETRIEVAL__PER_SOURCE=1 $(PY) -m evaluation data/qa/$*_faq.jsonl --collection $* \
 		--report benchmarks/eval_$*.md
 
 # The answer check on documents nobody tuned it for: each set's FAQ pages, where its reference answers are
-# written (collections django_faq, sqlalchemy_faq, celery_faq; a minute each), then data/qa.
+# written (collections django_faq, sqlalchemy_faq, celery_faq, python_faq; a minute or two each), then data/qa.
 check-eval: ingest
-	for name in django sqlalchemy celery; do \
+	for name in django sqlalchemy celery python; do \
 		$(PY) scripts/build_debian_faq_eval.py $$name && \
 		$(OFFLINE) $(PY) -m ingestion data/$${name}_faq_pages --collection $${name}_faq && \
 		$(OFFLINE) $(PY) -m evaluation data/qa/$${name}_faq_check.jsonl --collection $${name}_faq --modes hybrid \

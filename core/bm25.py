@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core import store
+from core.links import LINKS, in_links
 
 if TYPE_CHECKING:
     import bm25s
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 # Words, and codes joined by - . / (E-217, KD-400X, v2.3): a code is kept whole and in parts,
 # so "E-217" matches exactly while "217" alone still matches.
 TOKEN = re.compile(r"\w+(?:[-./]\w+)*")
-FORMAT = 2  # bump when what is indexed changes (2: title and section indexed with the text)
+FORMAT = 3  # bump when what is indexed changes (2: title and section indexed with the text; 3: in-links)
 FIELDS = ("source", "file_type")  # per-chunk metadata kept in the index, for filters
 
 
@@ -66,6 +67,7 @@ class Bm25Index:
     model: bm25s.BM25
     ids: list[str]
     fields: dict[str, list[str]]  # FIELDS name → value per chunk, aligned with ids
+    in_links: dict[str, float] = field(default_factory=dict)  # file → votes of the files linking to it (core/links.py)
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The best `k` (chunk id, BM25 score) pairs with a positive score, among `allowed` rows."""
@@ -80,7 +82,7 @@ class Bm25Index:
 
 
 def fingerprint(collection: chromadb.Collection) -> str:
-    """What the collection holds: its chunk ids (path + content hash + index) and its index spec."""
+    """What the collection holds: its chunk ids (path + content hash + index), its files' links and its index spec."""
     digest = hashlib.sha256(f"bm25 {FORMAT}\n".encode())
     for key, value in sorted((collection.metadata or {}).items()):
         if key.startswith(store.META_PREFIX):
@@ -88,6 +90,11 @@ def fingerprint(collection: chromadb.Collection) -> str:
     ids = [i for offset in range(0, collection.count(), store.PAGE) for i in page_ids(collection, offset)]
     for chunk_id in sorted(ids):
         digest.update(chunk_id.encode() + b"\n")
+    # a file's links (on its first chunk) come with its chunks, but a --rebuild of a collection read before
+    # links were kept stores them under the same chunk ids
+    firsts = collection.get(where={"chunk_index": 0}, include=["metadatas"])
+    for source, links in sorted((str(m.get("source")), str(m.get(LINKS, ""))) for m in firsts["metadatas"] or []):
+        digest.update(f"{source}\n{links}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -115,6 +122,7 @@ def build(collection: chromadb.Collection) -> Bm25Index:
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: "Building index from tokens"
     ids, texts = [], []
     fields: dict[str, list[str]] = {name: [] for name in FIELDS}
+    linked: dict[str, str] = {}  # file → its links as written
     for offset in range(0, collection.count(), store.PAGE):
         batch = collection.get(include=["documents", "metadatas"], limit=store.PAGE, offset=offset)
         for chunk_id, text, meta in zip(batch["ids"], batch["documents"] or [], batch["metadatas"] or [], strict=True):
@@ -122,10 +130,12 @@ def build(collection: chromadb.Collection) -> Bm25Index:
             texts.append(f"{meta.get('title', '')}\n{meta.get('section', '')}\n{text}")  # where it sits, too
             for name in FIELDS:
                 fields[name].append(str(meta.get(name, "")))
+            if meta.get(LINKS):
+                linked[str(meta["source"])] = str(meta[LINKS])
     model = bm25s.BM25()
     if texts:
         model.index([tokenize(t) for t in texts], show_progress=False)
-    return Bm25Index(model, ids, fields)
+    return Bm25Index(model, ids, fields, in_links(linked, set(fields["source"])))
 
 
 def save(index: Bm25Index, folder: Path) -> None:
@@ -135,7 +145,7 @@ def save(index: Bm25Index, folder: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
     if index.ids:
         index.model.save(tmp, show_progress=False)
-    (tmp / "fields.json").write_text(json.dumps({"ids": index.ids, **index.fields}))
+    (tmp / "fields.json").write_text(json.dumps({"ids": index.ids, **index.fields, "in_links": index.in_links}))
     try:
         tmp.rename(folder)
     except OSError:  # another process saved the same fingerprint first: theirs is as good
@@ -154,6 +164,6 @@ def load(folder: Path) -> Bm25Index:
     import bm25s
 
     data = json.loads((folder / "fields.json").read_text())
-    ids = data.pop("ids")
+    ids, linked = data.pop("ids"), data.pop("in_links")
     model = bm25s.BM25.load(folder, show_progress=False) if ids else bm25s.BM25()
-    return Bm25Index(model, ids, data)
+    return Bm25Index(model, ids, data, linked)

@@ -7,6 +7,7 @@ embedding, so the answer check does not embed the passages again.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from fnmatch import fnmatchcase
@@ -32,9 +33,13 @@ class Searchable:
         self.collection = collection
         self.index = index
 
+    def in_links(self, chunk_id: str) -> float:
+        """The votes of the other files of the collection that link to the chunk's file (core/links.py)."""
+        return self.index.in_links.get(self.source[chunk_id], 0)
+
     @cached_property
     def source(self) -> dict[str, str]:
-        """Chunk id -> file, built the first time per_source asks."""
+        """Chunk id -> file, built the first time per_source or the link prior asks."""
         return dict(zip(self.index.ids, self.index.fields["source"], strict=True))
 
     def allowed(self, source_glob: str | None, file_types: tuple[str, ...]) -> np.ndarray | None:
@@ -100,6 +105,13 @@ def best_first(scores: dict[Any, float]) -> Scored:
     return sorted(scores.items(), key=lambda item: -item[1])
 
 
+def linked_higher(ranked: Scored, in_links: Callable[[Any], float], weight: float) -> Scored:
+    """Each key's score times 1 + weight * ln(1 + its file's in-link votes), best first (core/links.py)."""
+    if not weight:
+        return ranked
+    return best_first({key: score * (1 + weight * math.log1p(in_links(key))) for key, score in ranked})
+
+
 def spread(ranked: Scored, source: Callable[[Any], Any], per_source: int) -> list[Any]:
     """The keys with at most `per_source` of one source ahead of any other source's keys (0: `ranked` as it
     is). Sources go in the order of their best PAGE_DEPTH scores added up, so a page with three matching
@@ -151,7 +163,9 @@ class HybridRetriever(BaseRetriever):
             if self.options.mode != "dense":
                 hits = searchable.keyword(query, depth, allowed)
                 rankings.append((self.options.bm25_weight, [((n, i), score) for i, score in hits]))
-        fused = fuse(rankings, self.options)
+        fused = linked_higher(
+            fuse(rankings, self.options), lambda key: self.searchables[key[0]].in_links(key[1]), self.options.link_prior
+        )
         ranked = spread(fused, lambda key: (key[0], self.searchables[key[0]].source[key[1]]), self.options.per_source)
         return self.documents(ranked[:k], vector)
 

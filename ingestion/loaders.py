@@ -16,6 +16,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from core.cli import one_line
+from core.links import LINKS
 
 HEADING_STYLE = re.compile(r"^Heading (\d)$")
 HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
@@ -27,6 +28,7 @@ BOILERPLATE_ROLES = ["navigation", "banner", "contentinfo", "search", "complemen
 BOILERPLATE_IDS = ["sidebar", "footer"]  # the same, as a theme's layout <div id=...>
 BLOCKS = ["p", "ul", "ol", "dl", "table", "pre", "blockquote", *HEADINGS]
 CONTACT_LINKS = ("mailto:", "tel:")
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")  # http:, mailto:, //host/...: not a page of the folder
 PERMALINK_MARKS = {"¶", "#", "§", "🔗"}  # a heading's link to itself (Sphinx, MkDocs, ...): not its text
 
 
@@ -79,8 +81,18 @@ def load_html(path: Path) -> list[Document]:
             link.decompose()
     drop_link_lists(soup)
     main = soup.find("main") or soup.find("article") or soup.body or soup
+    metadata: dict[str, Any] = {"title": title} if title else {}
+    if links := page_links(main):
+        metadata[LINKS] = links
     text = MarkdownConverter(heading_style="ATX", strip=["a", "img"]).convert_soup(main)
-    return [Document(re.sub(r"\n{3,}", "\n\n", text).strip(), metadata={"title": title} if title else {})]
+    return [Document(re.sub(r"\n{3,}", "\n\n", text).strip(), metadata=metadata)]
+
+
+def page_links(main: Any) -> list[str]:
+    """The pages the text links to, as written (relative), without their #anchor or ?query: not other sites,
+    e-mail addresses or the page's own anchors. Navigation is gone by now, so these are the author's own."""
+    found = {re.split(r"[#?]", str(a["href"]), maxsplit=1)[0] for a in main("a", href=True)}
+    return sorted(href for href in found if href and not SCHEME.match(href))
 
 
 def drop_link_lists(soup: Any) -> None:

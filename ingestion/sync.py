@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from core import store
 from core.injection import planted_instruction
+from core.links import LINKS
 from core.models import encode, load_embedder
 from core.settings import Settings
 from ingestion import chunking, loaders
@@ -186,10 +187,13 @@ class Ingestor:
         pieces = chunking.split(docs, self.splitter)
         title = docs[0].metadata.get("title") or chunking.first_heading(docs) or file.path.stem.replace("_", " ")
         ids = chunk_ids(file.source, file.file_hash, len(pieces))
-        return [
+        chunks = [
             Chunk(chunk_id, piece.page_content, chunk_metadata(file, piece, title, index, len(pieces)))
             for index, (chunk_id, piece) in enumerate(zip(ids, pieces, strict=True))
         ]
+        if chunks and (links := docs[0].metadata.get(LINKS)):  # the file's first chunk keeps them
+            chunks[0].metadata[LINKS] = "\n".join(links)  # as written: core/links.py resolves them
+        return chunks
 
     def embed_and_store(self, chunks: list[Chunk]) -> None:
         """Embed longest-first (least padding per batch) and write each step as soon as it is done."""

@@ -1,6 +1,6 @@
 """Build an evaluation set from a Debian documentation package whose HTML documentation has a FAQ.
 
-    python scripts/build_debian_faq_eval.py {django,sqlalchemy,celery} [--deb FILE] [--corpus DIR] [--out FILE]
+    python scripts/build_debian_faq_eval.py {django,sqlalchemy,celery,python} [--deb FILE] [--corpus DIR] [--out FILE]
 
 Downloads the package with `apt-get download` (unless --deb is given) and unpacks it. The corpus
 (default data/<name>_docs) is the HTML pages as shipped minus the FAQ pages; ingest it with
@@ -35,16 +35,18 @@ from bs4 import BeautifulSoup, Tag
 class Package(NamedTuple):
     deb: str  # the Debian package
     faq: str  # the FAQ, relative to the HTML root: a folder of pages ("faq") or one page ("faq.html")
+    doc: str = ""  # its folder under /usr/share/doc, where that is not the package's name
 
     @property
     def html_root(self) -> Path:
-        return Path("usr/share/doc") / self.deb / "html"
+        return Path("usr/share/doc") / (self.doc or self.deb) / "html"
 
 
 PACKAGES = {
     "django": Package("python-django-doc", "faq"),  # faq/admin.html, faq/general.html, ...
     "sqlalchemy": Package("python-sqlalchemy-doc", "faq"),  # faq/sessions.html, faq/ormconfiguration.html, ...
     "celery": Package("python-celery-doc", "faq.html"),  # one page, questions grouped under h2 topics
+    "python": Package("python3.11-doc", "faq", "python3.11"),  # faq/programming.html, faq/library.html, ...
 }
 
 HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]

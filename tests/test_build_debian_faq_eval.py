@@ -121,7 +121,7 @@ def test_a_faq_folder_is_its_pages_but_the_index(tmp_path: Path) -> None:
     assert builder.is_faq("faq/sessions.html", "faq") and not builder.is_faq("faqs.html", "faq")
 
 
-@pytest.mark.parametrize(("name", "at_least"), [("sqlalchemy", 40), ("celery", 20)])
+@pytest.mark.parametrize(("name", "at_least"), [("sqlalchemy", 40), ("celery", 20), ("python", 80)])
 def test_shipped_question_files_are_valid(name: str, at_least: int) -> None:
     faq = builder.PACKAGES[name].faq
     text = (ROOT / "data" / "qa" / f"{name}_faq.jsonl").read_text(encoding="utf-8")
@@ -132,7 +132,7 @@ def test_shipped_question_files_are_valid(name: str, at_least: int) -> None:
     assert not any(builder.is_faq(g, faq) or not g.endswith(".html") for r in rows for g in r["gold_sources"])
 
 
-@pytest.mark.parametrize("name", ["django", "sqlalchemy", "celery"])
+@pytest.mark.parametrize("name", ["django", "sqlalchemy", "celery", "python"])
 def test_shipped_check_sets_have_every_faq_question_with_its_own_page_as_gold(name: str) -> None:
     text = (ROOT / "data" / "qa" / f"{name}_faq_check.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines()]
@@ -140,3 +140,8 @@ def test_shipped_check_sets_have_every_faq_question_with_its_own_page_as_gold(na
     assert all(r["answer"] and r["gold_sources"] == [r["faq_page"]] for r in rows)
     linked = (ROOT / "data" / "qa" / f"{name}_faq.jsonl").read_text(encoding="utf-8").splitlines()
     assert {json.loads(line)["question"] for line in linked} <= {r["question"] for r in rows}
+
+
+def test_a_package_whose_documentation_folder_is_not_its_name() -> None:
+    assert builder.PACKAGES["python"].html_root.as_posix() == "usr/share/doc/python3.11/html"
+    assert builder.PACKAGES["celery"].html_root.as_posix() == "usr/share/doc/python-celery-doc/html"

@@ -188,3 +188,18 @@ def test_bad_files_raise_one_line_reasons(tmp_path: Path, name: str, data: bytes
     with pytest.raises(loaders.LoadError, match=reason) as error:
         loaders.load(path)
     assert "\n" not in str(error.value)
+
+
+def test_html_keeps_the_pages_its_text_links_to_but_not_navigation_sites_or_anchors(tmp_path: Path) -> None:
+    page = tmp_path / "calling.html"
+    menu = "".join(f'<li><a href="p{n}.html">Page {n}</a></li>' for n in range(6))
+    page.write_text(
+        f"<html><body><nav><a href='index.html'>Home</a></nav><ul>{menu}</ul><main><h1>Calling</h1>"
+        "<p>See <a href='../ref/settings.html#task-serializer'>the serializer setting</a>, "
+        "<a href='tasks.html?highlight=retry'>retrying</a> and <a href='tasks.html'>tasks</a>, "
+        "<a href='https://example.com/x.html'>a site</a>, <a href='mailto:a@b.org'>us</a>, "
+        "<a href='//cdn.example.com/y.html'>a mirror</a> and <a href='#top'>the top</a>.</p></main></body></html>"
+    )
+    [doc] = loaders.load(page)
+    assert doc.metadata["links"] == ["../ref/settings.html", "tasks.html"]
+    assert "Page 1" not in doc.page_content  # the menu went as navigation, and its links with it

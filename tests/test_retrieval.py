@@ -120,6 +120,39 @@ def test_per_source_lets_other_files_in_ahead_of_one_long_page(settings: Setting
     assert found == ["manual.md", "note.md", "manual.md"]
 
 
+PAGE = "<html><head><title>{title}</title></head><body><main><h1>{title}</h1><p>{text}</p></main></body></html>"
+
+
+def test_a_page_other_pages_link_to_goes_ahead_of_a_look_alike_nobody_links_to(
+    settings: Settings, tmp_path: Path
+) -> None:
+    root = tmp_path / "site"
+    (root / "guide").mkdir(parents=True)
+    text = "Set how many tasks a worker runs at once with the concurrency option; it defaults to the CPU count."
+    (root / "guide" / "workers.html").write_text(PAGE.format(title="Workers", text=text))
+    # the same words and one more of the question's: ahead on its own
+    (root / "old_workers.html").write_text(PAGE.format(title="Workers", text=f"{text} Worker concurrency."))
+    for n, topic in enumerate(["routing messages to queues", "retrying failed calls", "periodic schedules"]):
+        link = '<a href="workers.html#concurrency">the workers guide</a>'
+        (root / "guide" / f"topic{n}.html").write_text(PAGE.format(title=topic, text=f"About {topic}; see {link}."))
+    for n, topic in enumerate(["the changelog", "the glossary", "the license", "the authors"]):
+        (root / f"other{n}.html").write_text(PAGE.format(title=topic, text=f"This page lists {topic}."))
+    ingest(root, settings)
+    assert retriever(settings).searchables[0].index.in_links == {"guide/workers.html": 3.0}  # a vote each
+
+    def found(link_prior: float) -> list[str]:
+        options = settings.retrieval.model_copy(update={"link_prior": link_prior})
+        return [
+            d.metadata["source"]
+            for d in retriever(settings.model_copy(update={"retrieval": options}), k=6).invoke("worker concurrency")
+        ]
+
+    assert found(0).index("old_workers.html") < found(0).index("guide/workers.html")
+    assert settings.retrieval.link_prior > 0
+    linked_first = found(settings.retrieval.link_prior)
+    assert linked_first.index("guide/workers.html") < linked_first.index("old_workers.html")
+
+
 @pytest.mark.parametrize("fusion", ["scores", "rrf"])
 def test_hybrid_finds_a_paraphrase_that_bm25_misses(settings: Settings, planted: Path, fusion: str) -> None:
     question = "How do I get my money back after a work journey?"
@@ -257,3 +290,20 @@ def test_bm25_indexes_the_title_and_section_a_chunk_sits_under() -> None:
         metadatas=[{"source": "a.md", "title": "Travel", "section": "Refunds"}, {"source": "b.md", "title": "Food"}],
     )
     assert [chunk_id for chunk_id, _ in bm25.build(collection).search("refund", 2)] == ["a"]
+
+
+def test_the_keyword_index_is_rebuilt_when_the_same_chunks_come_back_with_their_links(tmp_path: Path) -> None:
+    """A --rebuild of a collection read before links were kept stores them under the same chunk ids."""
+    import chromadb
+
+    collection = chromadb.EphemeralClient().create_collection("relinked", embedding_function=None)
+    pages = {"a.html": "b.html", "b.html": "", "c.html": "b.html", "d.html": ""}
+    collection.add(
+        ids=list(pages),
+        embeddings=[[1.0, 0.0]] * len(pages),
+        documents=[f"Page {name}." for name in pages],
+        metadatas=[{"source": name, "chunk_index": 0} for name in pages],
+    )
+    assert bm25.open_index(tmp_path, collection).in_links == {}
+    collection.update(ids=list(pages), metadatas=[{"links": links} for links in pages.values()])
+    assert bm25.open_index(tmp_path, collection).in_links == {"b.html": 2.0}
