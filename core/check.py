@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from core.conflict import conflict
-from core.facts import REPLY, Facts, rests_on
+from core.facts import REPLY, Facts, bare_reply, rests_on
 from core.injection import planted_instruction
 from core.retrieval import VECTOR
 from core.settings import ChatSettings
@@ -217,8 +217,8 @@ def judge_sentences(
     text: str, question: str, docs: list[Document], settings: ChatSettings, embed: Embed, verify: Verify | None = None
 ) -> list[Sentence]:
     sentences = [s.strip() for s in SENTENCE_END.split(text) if WORD.search(s)]
-    for i in range(len(sentences) - 2, -1, -1):  # a bare "No." belongs to the sentence that explains it
-        if not REPLY.sub("", sentences[i]):
+    for i in range(len(sentences) - 2, -1, -1):  # a bare "No." or "Maybe!" belongs to the sentence that explains it
+        if bare_reply(sentences[i]):
             sentences[i : i + 2] = [f"{sentences[i]} {sentences[i + 1]}"]
     plain = [CITATION.sub("", s).strip() for s in sentences]
     passages = [shown(d) for d in docs]

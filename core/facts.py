@@ -30,6 +30,12 @@ NEGATION = re.compile(
 )
 # "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
 REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
+# A sentence that only replies ("No.", "Maybe!", "It depends.") leaves its claim to the sentence after it.
+BARE_REPLY = re.compile(
+    r"(?:yes|no|not yet|nope|maybe|perhaps|(?:it )?depends|sometimes|probably|possibly|usually|of course|sure"
+    r"|indeed)\W*",  # not "Not always.": its negation would count in the claim it joins (REPLY takes only these)
+    re.IGNORECASE,
+)
 # A claim's negation must deny what the passage's denies: the word after it within this many words of a
 # negation in the passage ("cannot join" by "not eligible to join"; "must not be acknowledged" is not
 # vouched for by "must be acknowledged within 15 minutes; do not page twice").
@@ -64,6 +70,11 @@ class Facts:
             and all(i in passage.lower() for i in self.identifiers)
             and (not self.negated or bool(NEGATION.search(passage)))
         )
+
+
+def bare_reply(sentence: str) -> bool:
+    """Whether a sentence only replies and claims nothing of its own ("No.", "Maybe!", "Depends.")."""
+    return bool(BARE_REPLY.fullmatch(sentence.strip()))
 
 
 def units(text: str) -> dict[str, set[str]]:

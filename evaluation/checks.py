@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from core.check import CITATION, NAMED_CITATION
-from core.facts import REPLY
+from core.facts import bare_reply
 from core.text import SENTENCE_END
 from evaluation.data import Question
 from finetune.perturb import KINDS, planted
@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 
 
 def claim_of(answer: str) -> str:
-    """The reference's first sentence, without citations: the direct answer. A bare "Yes." claims
-    nothing on its own: it goes with the sentence after it, as the check reads it."""
+    """The reference's first sentence, without citations: the direct answer. A bare "Yes." or "Maybe!"
+    claims nothing on its own: it goes with the sentence after it, as the check reads it."""
     plain = CITATION.sub("", NAMED_CITATION.sub("", answer)).strip()
     sentences = [s.strip() for s in SENTENCE_END.split(plain) if s.strip()] or [plain]
-    return " ".join(sentences[:2]) if not REPLY.sub("", sentences[0]) and len(sentences) > 1 else sentences[0]
+    return " ".join(sentences[:2]) if bare_reply(sentences[0]) and len(sentences) > 1 else sentences[0]
 
 
 def evaluate(settings: Settings, questions: list[Question], seed: int = 0) -> dict[str, Any]:

@@ -111,6 +111,20 @@ def test_a_yes_that_only_restates_the_question_needs_every_word_in_the_passage(
 
 
 @pytest.mark.parametrize(
+    "answer",
+    [
+        "Maybe! Employees in the Berlin office get 30 vacation days per year [1].",
+        "It depends. Employees in the Berlin office get 30 vacation days per year [1].",
+    ],
+)
+def test_a_bare_hedge_goes_with_the_sentence_after_it(embed: Any, answer: str) -> None:
+    """Celery's FAQ answers "Maybe!" and "Depends." before saying anything: on their own they claim nothing."""
+    result = run(answer, embed, question="Can Berlin employees take 40 days off?")
+    assert not result.refused and len(result.sentences) == 1 and result.sentences[0].source == 1
+    assert run("Maybe! Employees in the Berlin office get 40 vacation days per year [1].", embed).refused
+
+
+@pytest.mark.parametrize(
     ("answer", "refused"),
     [
         ("No, employees in the Berlin office get 30 vacation days per year [1].", False),
