@@ -29,11 +29,12 @@ NEGATION = re.compile(
     r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot)\b|n['\u2019]t\b", re.IGNORECASE
 )
 # "No, battery packs have a 12-month warranty." answers the question; the claim after it is not negated.
-REPLY = re.compile(r"^(?:yes|no|not yet|nope)\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
+REPLY_WORDS = "yes|no|not yet|nope"
+REPLY = re.compile(rf"^(?:{REPLY_WORDS})\b\s*[,:;.!\u2013\u2014-]\s*", re.IGNORECASE)
 # A sentence that only replies ("No.", "Maybe!", "It depends.") leaves its claim to the sentence after it.
+# Not "Not always.": its negation would count in the claim it joins (REPLY strips only REPLY_WORDS).
 BARE_REPLY = re.compile(
-    r"(?:yes|no|not yet|nope|maybe|perhaps|(?:it )?depends|sometimes|probably|possibly|usually|of course|sure"
-    r"|indeed)\W*",  # not "Not always.": its negation would count in the claim it joins (REPLY takes only these)
+    rf"(?:{REPLY_WORDS}|maybe|perhaps|(?:it )?depends|sometimes|probably|possibly|usually|of course|sure|indeed)\W*",
     re.IGNORECASE,
 )
 # A claim's negation must deny what the passage's denies: the word after it within this many words of a

@@ -39,6 +39,7 @@ def in_links(linked: dict[str, str], sources: set[str]) -> dict[str, float]:
     theme = {page for page, n in counts.items() if n > SITE_WIDE * len(sources)}
     votes: dict[str, float] = defaultdict(float)
     for pages in targets.values():
-        for page in pages - theme:
-            votes[page] += 1 / len(pages - theme)
+        kept = pages - theme
+        for page in kept:
+            votes[page] += 1 / len(kept)
     return dict(votes)
